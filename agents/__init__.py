@@ -1,0 +1,48 @@
+"""Driving agents: `autopilot`, `manual`, or any `module:Class` importable from the path."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from ..errors import DrivesimError
+from .base import Agent, Observation
+
+
+def _autopilot(**kw: object) -> Agent:
+    from .autopilot import Autopilot
+
+    return Autopilot(**kw)  # type: ignore[arg-type]
+
+
+def _manual(**kw: object) -> Agent:
+    from .manual import ManualAgent
+
+    return ManualAgent(kw.get("viewer"))  # type: ignore[arg-type]
+
+
+AGENTS: dict[str, Callable[..., Agent]] = {"autopilot": _autopilot, "manual": _manual}
+
+
+def make_agent(name: str, **options: object) -> Agent:
+    """An agent by registry name or `module:Class` (constructed with no arguments)."""
+    if name in AGENTS:
+        return AGENTS[name](**options)
+    if ":" not in name:
+        raise DrivesimError(f"unknown agent '{name}'; valid: {', '.join(AGENTS)}, or module:Class")
+    module_name, _, cls_name = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise DrivesimError(f"agent '{name}': cannot import module '{module_name}' ({e}); "
+                            "check PYTHONPATH") from None
+    cls = getattr(module, cls_name, None)
+    if cls is None:
+        raise DrivesimError(f"agent '{name}': module '{module_name}' has no '{cls_name}'")
+    agent = cls()
+    if not callable(getattr(agent, "act", None)):
+        raise DrivesimError(f"agent '{name}' has no act(observation) method")
+    return agent
+
+
+__all__ = ["AGENTS", "Agent", "Observation", "make_agent"]

@@ -1,0 +1,27 @@
+"""World backends: `embedded` (built in) and `carla` (a CARLA server)."""
+
+from __future__ import annotations
+
+from ..errors import DrivesimError
+from ..scenarios import Scenario
+from ..types import CameraSpec
+from .base import World
+
+WORLDS = ("embedded", "carla")
+
+
+def make_world(name: str, scenario: Scenario, seed: int = 0, *,
+               cameras: list[CameraSpec] | None = None, style: str | None = None,
+               weather: str | None = None, **options: object) -> World:
+    """Build a world backend by name."""
+    if name == "embedded":
+        from .embedded import EmbeddedWorld
+
+        return EmbeddedWorld(scenario, seed, cameras=cameras, style=style, weather=weather)
+    if name == "carla":
+        raise DrivesimError("the carla backend is not available yet (it lands with the CARLA "
+                            "integration issue); use --world embedded")
+    raise DrivesimError(f"unknown world '{name}'; valid: {', '.join(WORLDS)}")
+
+
+__all__ = ["WORLDS", "World", "make_world"]
