@@ -17,7 +17,8 @@ from ..types import ActorState, Control
 from .base import Agent, Observation
 
 WHEELBASE = 2.9
-REAR_OFFSET = 1.45  # ego origin to rear axle
+FRONT_OFFSET = 1.45  # ego origin to front axle
+STANLEY_GAIN = 2.5
 MAX_STEER_DEG = 40.0
 A_MAX, B_COMFORT, GAP_MIN, HEADWAY = 2.5, 3.0, 3.0, 1.2
 A_LAT = 2.5  # m/s^2 allowed in curves
@@ -32,9 +33,11 @@ class Autopilot(Agent):
         self.target_speed = target_speed / 3.6
         self.max_steer = math.radians(max_steer_deg)
         self.progress = 0.0
+        self.front = 0.0
 
     def reset(self, route: Route, seed: int | None = None) -> None:
         self.progress = 0.0
+        self.front = 0.0
 
     def act(self, obs: Observation) -> Control:
         ego = obs.frame.ego
@@ -51,14 +54,17 @@ class Autopilot(Agent):
 
     # ----- lateral --------------------------------------------------------------------------
     def _steer(self, route: Route, x: float, y: float, yaw: float, v: float) -> float:
-        lookahead = float(np.clip(3.0 + 0.45 * v, 4.5, 12.0))
-        tx, ty, _ = route.point_at(self.progress + lookahead)
-        rx, ry = x - REAR_OFFSET * math.cos(yaw), y - REAR_OFFSET * math.sin(yaw)
-        dx, dy = tx - rx, ty - ry
-        lx = math.cos(yaw) * dx + math.sin(yaw) * dy
-        ly = -math.sin(yaw) * dx + math.cos(yaw) * dy
-        dist = max(math.hypot(lx, ly), 1e-3)
-        delta = math.atan2(2.0 * WHEELBASE * ly / dist, dist)
+        """Stanley steering at the front axle (heading and cross-track error) plus the path's
+        curvature as feed-forward."""
+        fx, fy = x + FRONT_OFFSET * math.cos(yaw), y + FRONT_OFFSET * math.sin(yaw)
+        self.front = route.project(fx, fy, hint=self.front)
+        px, py, _ = route.point_at(self.front)
+        h_back, h_mid, h_ahead = (route.point_at(self.front + d)[2] for d in (-1.0, 0.0, 1.0))
+        kappa = _wrap(h_ahead - h_back) / 2.0
+        heading_err = _wrap(h_mid - yaw)
+        cross = -math.sin(yaw) * (px - fx) + math.cos(yaw) * (py - fy)  # + : path to the right
+        delta = (heading_err + math.atan2(STANLEY_GAIN * cross, v + 1.0)
+                 + math.atan(WHEELBASE * kappa))
         return float(np.clip(delta / self.max_steer, -1.0, 1.0))
 
     # ----- longitudinal ---------------------------------------------------------------------
@@ -78,7 +84,8 @@ class Autopilot(Agent):
     def _hazard(self, obs: Observation, v: float, half_len: float) -> tuple[float, float]:
         """Free gap (m) ahead of the front bumper to the nearest hazard, and its speed."""
         route = obs.route
-        gap, lead_v = route.length - self.progress - half_len - 0.5, 0.0  # the route's end
+        # the route's end: stop with the centre 0.5 m before it
+        gap, lead_v = route.length - self.progress - 0.5 + GAP_MIN, 0.0
         lo = np.searchsorted(route.s, self.progress)
         hi = np.searchsorted(route.s, self.progress + HORIZON)
         path, path_s = route.xy[lo:hi], route.s[lo:hi] - self.progress
@@ -152,3 +159,7 @@ def idm(v: float, v0: float, gap: float, lead_v: float) -> float:
         return A_MAX * free
     s_star = GAP_MIN + v * HEADWAY + v * (v - lead_v) / (2 * math.sqrt(A_MAX * B_COMFORT))
     return max(A_MAX * (free - (max(s_star, 0.0) / max(gap, 0.1)) ** 2), -8.0)
+
+
+def _wrap(angle: float) -> float:
+    return math.atan2(math.sin(angle), math.cos(angle))

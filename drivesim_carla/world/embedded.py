@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 EGO_HALF = (2.35, 1.0, 0.75)
 EGO_ID = FIRST_ACTOR_ID - 1
+ARRIVAL = 1.0  # m: within this of the route's end counts as arrived
 ACTOR_RADIUS = 80.0  # m: actors reported in the frame
 MARKINGS = {
     Ground.LANE_WHITE_BROKEN: "broken_white", Ground.LANE_WHITE_SOLID: "solid_white",
@@ -280,7 +281,8 @@ class EmbeddedWorld(World):
         ego = EgoState(
             transform=Transform(e.x, e.y, 0.0, 0.0, math.degrees(e.yaw), 0.0),
             velocity=vel, speed=abs(e.v), control=self.control, route_progress=self.progress,
-            route_completion=min(1.0, self.progress / length), extent=EGO_HALF,
+            route_completion=1.0 if length - self.progress < ARRIVAL else self.progress / length,
+            extent=EGO_HALF,
         )
         return Frame(self.frame_id, self.time, ego, self._render(), events, self._actors(),
                      self._lights())

@@ -285,22 +285,21 @@ class Traffic:
 
     def _leader(self, veh: Vehicle, obstacles, skip: int) -> tuple[float, float]:
         """Free gap (m) to the nearest thing on the vehicle's path ahead, and its speed."""
-        pts, acc = self.graph.points_ahead(veh.path, veh.s, LOOKAHEAD)
         gap, lead_v = math.inf, 0.0
         corners, speeds, owner = obstacles
-        keep = owner != skip
-        if len(pts) and keep.any():
-            c = corners[keep]  # (M, 5, 2)
-            d = np.linalg.norm(c[:, :, None, :] - pts[None, None, :, :], axis=-1)  # M 5 P
-            near = d < veh.half[1] + 0.6
-            hit = near.any(axis=(1, 2))
-            if hit.any():
-                first = np.where(near.any(axis=1), acc[None, :], np.inf).min(axis=1)
-                # ignore things behind our front bumper (they overlap the path behind us)
-                first = np.where(first > 0.0, first, np.inf)
-                m = int(np.argmin(first))
-                if np.isfinite(first[m]):
-                    gap, lead_v = float(first[m]) - veh.half[0], float(speeds[keep][m])
+        reach = (LOOKAHEAD + 8.0) ** 2
+        cand = (owner != skip) & (
+            np.sum((corners[:, 0, :] - (veh.x, veh.y)) ** 2, axis=-1) < reach)
+        if cand.any():
+            pts, acc = self.graph.points_ahead(veh.path, veh.s, LOOKAHEAD)
+            c = corners[cand]  # (M, 5, 2)
+            d2 = np.sum((c[:, :, None, :] - pts[None, None, :, :]) ** 2, axis=-1)  # M 5 P
+            near = (d2 < (veh.half[1] + 0.6) ** 2).any(axis=1)  # M P
+            # the first path point each obstacle blocks, ahead of our centre
+            first = np.where(near & (acc > 0.0), acc[None, :], np.inf).min(axis=1)
+            m = int(np.argmin(first))
+            if np.isfinite(first[m]):
+                gap, lead_v = float(first[m]) - veh.half[0], float(speeds[cand][m])
         stop = self._stop_distance(veh)
         if stop < gap:
             gap, lead_v = stop, 0.0
