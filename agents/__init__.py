@@ -9,23 +9,25 @@ from ..errors import DrivesimError
 from .base import Agent, Observation
 
 
-def _autopilot(**kw: object) -> Agent:
+def _autopilot(target_speed: float = 30.0, **_: object) -> Agent:
     from .autopilot import Autopilot
 
-    return Autopilot(**kw)  # type: ignore[arg-type]
+    return Autopilot(target_speed=target_speed)
 
 
-def _manual(**kw: object) -> Agent:
+def _manual(viewer: object = None, **_: object) -> Agent:
     from .manual import ManualAgent
 
-    return ManualAgent(kw.get("viewer"))  # type: ignore[arg-type]
+    return ManualAgent(viewer)  # type: ignore[arg-type]
 
 
 AGENTS: dict[str, Callable[..., Agent]] = {"autopilot": _autopilot, "manual": _manual}
 
 
 def make_agent(name: str, **options: object) -> Agent:
-    """An agent by registry name or `module:Class` (constructed with no arguments)."""
+    """An agent by registry name or `module:Class` (constructed with no arguments).
+
+    Options the chosen agent does not use (`viewer`, `target_speed`) are ignored."""
     if name in AGENTS:
         return AGENTS[name](**options)
     if ":" not in name:

@@ -89,9 +89,7 @@ def run(world: str, scenario: str, agent: str, synth: str, frames: int | None, s
         from .viewer import Viewer
 
         viewer = Viewer(headless=headless, video=video)
-    agent_obj = make_agent(agent, viewer=viewer,
-                           **({"target_speed": spec.ego.target_speed} if agent == "autopilot"
-                              else {}))
+    agent_obj = make_agent(agent, viewer=viewer, target_speed=spec.ego.target_speed)
     sim = make_world(world, spec, seed, cameras=cameras, style=style, weather=weather)
     n = frames if frames is not None else spec.frames
     loop = ClosedLoop(sim, agent_obj, synthesizer, viewer=viewer,

@@ -325,13 +325,19 @@ def test_static_instances_and_kinds(town: Town):
             "static.traffic_light"} <= kinds
     assert kinds <= {"static.building", "static.wall", "static.fence", "static.vegetation",
                      "static.pole", "static.sign", "static.traffic_light"}
-    tags = {kind: set(b.tag[b.instance == i].tolist()) for i, kind in town.static_kind.items()}
-    assert tags.get("static.building", {Tag.BUILDING}) <= {Tag.BUILDING}
+    want = {"static.building": {Tag.BUILDING}, "static.wall": {Tag.WALL},
+            "static.fence": {Tag.FENCE}, "static.vegetation": {Tag.VEGETATION},
+            "static.pole": {Tag.POLE}, "static.sign": {Tag.TRAFFIC_SIGN},
+            "static.traffic_light": {Tag.TRAFFIC_LIGHT}}
+    for i, kind in town.static_kind.items():  # one object, one semantic tag
+        assert set(b.tag[b.instance == i].tolist()) == want[kind], kind
     heights = [(b.center[b.instance == i, 2] + b.half[b.instance == i, 2]).max()
                for i, k in town.static_kind.items() if k == "static.building"]
     assert 6.0 <= min(heights) and max(heights) <= 43.0
-    assert len(town.lights.position) == sum(k == "static.pole" for k in town.static_kind.values())
-    assert np.allclose(town.lights.position[:, 2], 7.0)
+    assert len(town.lights.position) > 20 and np.allclose(town.lights.position[:, 2], 7.0)
+    heads = b.center[(b.tag == Tag.POLE) & (b.center[:, 2] > 7.0), :2]
+    for p in town.lights.position:  # every light hangs at a lamp head
+        assert np.hypot(*(heads - p[:2]).T).min() < 0.05
 
 
 # ----- signals --------------------------------------------------------------------------------
@@ -353,9 +359,11 @@ def test_signals_sit_at_their_stop_lines(town: Town):
         assert lamps.shape == (3, 3) and (np.diff(lamps[:, 2]) < 0).all()
         assert 4.0 < lamps[1, 2] < 6.0
         housing = town.static.instance == sig.box_instance
-        assert {Tag.TRAFFIC_LIGHT, Tag.POLE} <= set(town.static.tag[housing].tolist())
-        box = town.static.center[housing & (town.static.tag == Tag.TRAFFIC_LIGHT), :2][0]
+        assert set(town.static.tag[housing].tolist()) == {Tag.TRAFFIC_LIGHT}
+        box = town.static.center[housing, :2][0]
         ahead = (lamps[1, :2] - box) @ f
+        poles = town.static.center[town.static.tag == Tag.POLE, :2]
+        assert np.hypot(*(poles - box).T).min() < 1.5  # held up by a pole beside the road
         assert ahead < 0  # lamps on the face toward the approaching drivers
         to_light = lamps[1, :2] - np.array(sig.stop_line)
         assert to_light @ (-f[1], f[0]) > 0  # on the right of the approach (CARLA: +90 deg)

@@ -70,6 +70,8 @@ def test_collision_with_a_building_is_reported_and_stops_the_ego():
     st = w.town.static
     k = int(np.argmax([w.town.static_kind.get(int(i), "") == "static.building" for i in st.instance]))
     cx, cy = st.center[k, :2]
+    keep = w._static_obstacles.instance == st.instance[k]  # only this building is solid
+    w._static_obstacles = type(st)(*(getattr(w._static_obstacles, f)[keep] for f in st._fields()))
     # start 4 m outside the building's -x face, driving towards it along its local +x axis
     yaw = float(st.yaw[k])
     d = st.half[k, 0] + 2.35 + 4.0

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 EGO_HALF = (2.35, 1.0, 0.75)
 EGO_ID = FIRST_ACTOR_ID - 1
+CONTACT_MARGIN = 0.3  # m
+PEDESTRIAN_HALF = (0.3, 0.3, 0.9)
 ARRIVAL = 1.0  # m: within this of the route's end counts as arrived
 ACTOR_RADIUS = 80.0  # m: actors reported in the frame
 MARKINGS = {
@@ -149,38 +151,43 @@ class EmbeddedWorld(World):
         return Boxes(*(getattr(b, f)[idx] for f in Boxes._fields()))
 
     def _collisions(self, before: BicycleState) -> list[Event]:
+        """Collision events at the onset of each contact. Contact persists while the object stays
+        within CONTACT_MARGIN of the ego, so a car pushing against a wall reports it once."""
         e = self.ego
-        center, half = np.array([e.x, e.y]), np.array(EGO_HALF[:2])
+        center = np.array([e.x, e.y])
+        touching = self._overlapping(center, np.array(EGO_HALF[:2]) + CONTACT_MARGIN, e.yaw)
+        hits = self._overlapping(center, np.array(EGO_HALF[:2]), e.yaw)
+        events = [Event("collision", self.frame_id, inst, kind, MASS * abs(before.v), (e.x, e.y))
+                  for inst, kind in sorted(hits.items()) if inst not in self.contacts]
+        self.contacts = {k for k in touching if k in hits or k in self.contacts}
+        if hits:  # a hard contact stops the ego where it was
+            self.ego = BicycleState(before.x, before.y, before.yaw, 0.0)
+        return events
+
+    def _overlapping(self, center: np.ndarray, half: np.ndarray, yaw: float) -> dict[int, str]:
+        """Instance id -> kind of everything the box (center, half, yaw) overlaps."""
         hits: dict[int, str] = {}
         st = self._static_obstacles
-        near = np.where(np.hypot(*(st.center[:, :2] - center).T) < np.hypot(*st.half[:, :2].T) + 3)[0]
+        reach = np.hypot(*st.half[:, :2].T) + np.hypot(*half) + 1.0
+        near = np.where(np.hypot(*(st.center[:, :2] - center).T) < reach)[0]
         if len(near):
-            mask = obb_overlap(center, half, e.yaw, st.center[near, :2], st.half[near, :2],
+            mask = obb_overlap(center, half, yaw, st.center[near, :2], st.half[near, :2],
                                st.yaw[near])
             for k in near[mask]:
                 inst = int(st.instance[k])
                 hits[inst] = self.town.static_kind.get(inst, "vehicle.parked")
         movers = [(v.id, v.x, v.y, v.yaw, v.half, v.kind) for v in self.traffic.vehicles]
-        movers += [(p.id, p.x, p.y, p.yaw, (0.3, 0.3, 0.9), "walker.pedestrian")
+        movers += [(p.id, p.x, p.y, p.yaw, PEDESTRIAN_HALF, "walker.pedestrian")
                    for p in self.traffic.pedestrians]
         if movers:
             arr = np.array([m[1:4] for m in movers])
             halves = np.array([m[4][:2] for m in movers])
-            close = np.hypot(arr[:, 0] - e.x, arr[:, 1] - e.y) < 12.0
-            if close.any():
-                idx = np.where(close)[0]
-                mask = obb_overlap(center, half, e.yaw, arr[idx, :2], halves[idx], arr[idx, 2])
+            idx = np.where(np.hypot(arr[:, 0] - center[0], arr[:, 1] - center[1]) < 12.0)[0]
+            if len(idx):
+                mask = obb_overlap(center, half, yaw, arr[idx, :2], halves[idx], arr[idx, 2])
                 for k in idx[mask]:
                     hits[movers[k][0]] = movers[k][5]
-        events = []
-        for inst, kind in sorted(hits.items()):
-            if inst not in self.contacts:
-                events.append(Event("collision", self.frame_id + 0, inst, kind,
-                                    MASS * abs(before.v), (e.x, e.y)))
-        self.contacts = set(hits)
-        if hits:  # a hard contact stops the ego where it was
-            self.ego = BicycleState(before.x, before.y, before.yaw, 0.0)
-        return events
+        return hits
 
     def _wheel_points(self) -> np.ndarray:
         e = self.ego
@@ -301,7 +308,7 @@ class EmbeddedWorld(World):
                 out.append(ActorState(p.id, "pedestrian",
                                       Transform(p.x, p.y, 0.0, 0.0, math.degrees(p.yaw), 0.0),
                                       (speed * math.cos(p.yaw), speed * math.sin(p.yaw), 0.0),
-                                      (0.3, 0.3, 0.9)))
+                                      PEDESTRIAN_HALF))
         return out
 
     def _lights(self) -> dict[int, TrafficLightState]:

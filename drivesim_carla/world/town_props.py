@@ -4,7 +4,7 @@ walls, fences, hedges, trees, street lamps, traffic signs and traffic-light hous
 
 Everything is placed in the OpenDRIVE frame and converted with `opendrive.odr_to_carla` (boxes in
 `Props.box`, ground polygons in `_Canvas`). Each static object gets its own instance id (from 1)
-and a `static.*` kind.
+and a `static.*` kind; the boxes of one instance share one semantic tag.
 """
 
 from __future__ import annotations
@@ -107,18 +107,20 @@ class Props:
 
     # ----- traffic lights -----------------------------------------------------------------
     def traffic_lights(self, approaches: list[Approach]) -> tuple[list[int], list[np.ndarray]]:
-        """Pole, arm and housing per approach on the right-hand corner; returns the instance
-        ids and the (3, 3) CARLA-frame red, yellow, green lamp centres."""
+        """Pole and arm (a `static.pole`) and housing (a `static.traffic_light`, whose instance
+        the world's lamp boxes share) per approach, on the right-hand corner. Returns the
+        housings' instance ids and the (3, 3) CARLA-frame red, yellow, green lamp centres."""
         instances, lamps = [], []
         for ap in approaches:
             f = np.array([math.cos(ap.heading), math.sin(ap.heading)])
             right = np.array([f[1], -f[0]])
             base = ap.point + f * 0.75
-            inst = self.new("static.traffic_light")
+            pole = self.new("static.pole")
             p = base + right * (ap.half + 0.5)
-            self.pole(inst, p[0], p[1], 3.0, (0.1, 0.1, 3.0), ap.heading)
+            self.pole(pole, p[0], p[1], 3.0, (0.1, 0.1, 3.0), ap.heading)
             a = base + right * (ap.half - 0.15)
-            self.pole(inst, a[0], a[1], 5.7, (0.05, 0.72, 0.05), ap.heading)
+            self.pole(pole, a[0], a[1], 5.7, (0.05, 0.72, 0.05), ap.heading)
+            inst = self.new("static.traffic_light")
             h = base + right * (ap.half - 0.8)
             self.box(inst, h[0], h[1], 5.0, (0.2, 0.2, 0.5), ap.heading, Tag.TRAFFIC_LIGHT,
                      Material.METAL, DARK)
@@ -276,11 +278,12 @@ class Props:
         self.lamps.append((float(cx), float(cy), LAMP_HEIGHT))
 
     def _sign(self, road: Road, s: float, kerb: float, side: int) -> None:
-        """A sign on a pole at the right of traffic entering the road, facing it."""
-        inst = self.new("static.sign")
+        """A sign (a `static.sign`) on a pole (a `static.pole`) at the right of traffic entering
+        the road, facing it."""
         x, y, h = road.offset_points(np.array([s]), side * (kerb + 0.4))
         travel = float(h[0]) + (math.pi if side > 0 else 0.0)
-        self.pole(inst, x[0], y[0], 1.35, (0.04, 0.04, 1.35), travel)
+        self.pole(self.new("static.pole"), x[0], y[0], 1.35, (0.04, 0.04, 1.35), travel)
+        inst = self.new("static.sign")
         fx, fy = x[0] - math.cos(travel) * 0.07, y[0] - math.sin(travel) * 0.07
         self.box(inst, fx, fy, 2.35, (0.02, 0.35, 0.35), travel + math.pi, Tag.TRAFFIC_SIGN,
                  Material.SIGN, SIGN_FACES[int(self.rng.integers(len(SIGN_FACES)))])

@@ -119,7 +119,7 @@ STYLES: dict[str, Style] = {
 # --------------------------------------------------------------------------------------------
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _tex(tex, ch, x, y):
     """Nearest sample of tileable noise channel `ch` at texel coordinates (x, y)."""
     return tex[ch, int(math.floor(y)) & 255, int(math.floor(x)) & 255]
@@ -141,7 +141,7 @@ def _texb(tex, ch, x, y):
     return top + ay * (bot - top)
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _hash(a, b, c):
     """Deterministic hash of three ints -> [0, 1)."""
     h = (a * 374761393 + b * 668265263 + c * 1013904223) & 0xFFFFFFFF
@@ -149,12 +149,12 @@ def _hash(a, b, c):
     return ((h ^ (h >> 16)) & 0xFFFFFF) * (1.0 / 16777216.0)
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _clamp01(x):
     return min(max(x, 0.0), 1.0)
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _smooth(e0, e1, x):
     t = _clamp01((x - e0) / (e1 - e0))
     return t * t * (3.0 - 2.0 * t)
@@ -274,7 +274,7 @@ def _sky(style, wp, tex, dx, dy, dz):
 # --------------------------------------------------------------------------------------------
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _ground_textured(gm, albedo, tex, x, y, fp):
     """Textured ground albedo at world (x, y) of ground material gm; fp: metres per pixel.
 
@@ -336,7 +336,7 @@ def _ground_textured(gm, albedo, tex, x, y, fp):
 # --------------------------------------------------------------------------------------------
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _facade(boxes, bi, mat, br, bg, bb, face, s, t, hgt, fp, night, tex):
     """Building wall (concrete, brick or glass) with a window grid, face-local (s, t) metres.
     Returns albedo (3), emission (3), specular weight."""
@@ -427,11 +427,11 @@ def _facade(boxes, bi, mat, br, bg, bb, face, s, t, hgt, fp, night, tex):
         if night > 0.5:
             if ground_floor:
                 if h < 0.6:
-                    er = 0.22
-                    eg = 0.17
-                    eb = 0.1
+                    er = 0.12
+                    eg = 0.09
+                    eb = 0.05
             elif h < 0.33:
-                e = 0.05 + 0.15 * _hash(col, flo, inst + 11)
+                e = 0.03 + 0.1 * _hash(col, flo, inst + 11)
                 er = e
                 eg = e * (0.7 + 0.15 * blind)
                 eb = e * 0.45
@@ -441,59 +441,75 @@ def _facade(boxes, bi, mat, br, bg, bb, face, s, t, hgt, fp, night, tex):
     return r, g, b, 0.0, 0.0, 0.0, 0.0
 
 
-@njit(cache=True, error_model="numpy")
-def _car(br, bg, bb, face, s, t, wdt, hgt, bottom, night):
-    """Car body or cabin box: windows, pillars, wheels, lamps, grille, bumpers."""
+@njit(cache=True, error_model="numpy", inline="always")
+def _wheels(s, z, wdt):
+    """0 outside, 1 on a tyre, 2 on a hub: wheel discs at 20% and 80% of a side face's length,
+    centred 0.34 m above the ground (z: world height)."""
+    rr = 0.34
+    dt = z - rr
+    if dt > rr:
+        return 0
+    for k in range(2):
+        ds = s - (0.2 + 0.6 * k) * wdt
+        d2 = ds * ds + dt * dt
+        if d2 < rr * rr:
+            return 2 if d2 < 0.3 * rr * rr else 1
+    return 0
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _car(br, bg, bb, face, s, t, z, wdt, hgt, bottom, night):
+    """A painted vehicle box (body, or a cabin on top of a body): windows, pillars, wheels,
+    lamps, grille and bumpers. s, t face-local metres, z world height."""
     if face >= 4:
         return br, bg, bb, 0.0, 0.0, 0.0, 0.3
-    hb = min(hgt, 1.0) if bottom < 0.3 else 0.0
-    win = False
-    if bottom > 0.45:  # a separate cabin box on top of a body box
-        win = t > 0.1 * hgt and t < 0.92 * hgt and s > 0.1 and s < wdt - 0.1
-    elif hgt > 1.05 and bottom < 0.3:
-        win = t > 0.58 * hgt and t < 0.92 * hgt and s > 0.15 and s < wdt - 0.15
-    if win:
-        if face >= 2:
-            pillar = s / wdt * 2.0
-            pillar -= math.floor(pillar)
-            if pillar > 0.94 or pillar < 0.06:
-                return br, bg, bb, 0.0, 0.0, 0.0, 0.35
-        return 0.015, 0.018, 0.022, 0.0, 0.0, 0.0, 0.7
-    if hb > 0.0:
-        if face >= 2:  # sides: wheels
-            rr = min(0.36, 0.32 * hb + 0.05)
-            dt = t - rr
-            for k in range(2):
-                ds = s - (0.2 + 0.6 * k) * wdt
-                d2 = ds * ds + dt * dt
-                if d2 < rr * rr:
-                    if d2 < 0.3 * rr * rr:
-                        return 0.12, 0.12, 0.13, 0.0, 0.0, 0.0, 0.1
-                    return 0.015, 0.015, 0.015, 0.0, 0.0, 0.0, 0.0
-            if t < 0.25 * hb:
-                return br * 0.35, bg * 0.35, bb * 0.35, 0.0, 0.0, 0.0, 0.1
-        else:  # front and back: lamps, grille, bumper
-            u = s / wdt
-            if t > 0.55 * hb and t < 0.72 * hb and (u < 0.22 or u > 0.78) and u > 0.05 and u < 0.95:
-                if face == 0:
-                    k = 3.5 if night > 0.5 else 0.0
-                    return 0.6, 0.6, 0.6, k, k * 0.95, k * 0.8, 0.3
-                k = 1.2 if night > 0.5 else 0.0
-                return 0.35, 0.02, 0.02, k, 0.02 * k, 0.01 * k, 0.3
-            if t < 0.28 * hb:
-                return 0.03, 0.03, 0.03, 0.0, 0.0, 0.0, 0.05
-            if face == 0 and t < 0.55 * hb and u > 0.3 and u < 0.7:
-                return 0.02, 0.02, 0.02, 0.0, 0.0, 0.0, 0.05
+    if bottom > 0.6:  # a cabin box on top of the body
+        if t > 0.1 * hgt and t < 0.92 * hgt and s > 0.1 and s < wdt - 0.1:
+            if face >= 2:
+                pillar = s / wdt * 2.0
+                pillar -= math.floor(pillar)
+                if pillar > 0.94 or pillar < 0.06:
+                    return br, bg, bb, 0.0, 0.0, 0.0, 0.35
+            return 0.015, 0.018, 0.022, 0.0, 0.0, 0.0, 0.7
+        return br, bg, bb, 0.0, 0.0, 0.0, 0.3
+    top = bottom + hgt
+    body_top = top
+    if hgt > 1.05:  # one box for the whole vehicle: windows in its upper part
+        body_top = bottom + 0.55 * hgt
+        if z > body_top + 0.03 and z < top - 0.08 and s > 0.15 and s < wdt - 0.15:
+            return 0.015, 0.018, 0.022, 0.0, 0.0, 0.0, 0.7
+    if face >= 2:  # sides: wheels, a dark sill
+        wh = _wheels(s, z, wdt)
+        if wh == 2:
+            return 0.12, 0.12, 0.13, 0.0, 0.0, 0.0, 0.1
+        if wh == 1:
+            return 0.015, 0.015, 0.015, 0.0, 0.0, 0.0, 0.0
+        if z < 0.38:
+            return br * 0.35, bg * 0.35, bb * 0.35, 0.0, 0.0, 0.0, 0.1
+        return br, bg, bb, 0.0, 0.0, 0.0, 0.3
+    # front (+x) and back (-x): lamps in the upper part of the body, grille, bumper
+    u = s / wdt
+    lamp0 = 0.62 * body_top + 0.38 * max(bottom, 0.3)
+    if z > lamp0 and z < body_top - 0.06 and (u < 0.24 or u > 0.76) and u > 0.05 and u < 0.95:
+        if face == 0:
+            k = 3.5 if night > 0.5 else 0.0
+            return 0.6, 0.6, 0.6, k, k * 0.95, k * 0.8, 0.3
+        k = 1.2 if night > 0.5 else 0.0
+        return 0.35, 0.02, 0.02, k, 0.02 * k, 0.01 * k, 0.3
+    if z < 0.45:
+        return 0.03, 0.03, 0.03, 0.0, 0.0, 0.0, 0.05
+    if face == 0 and z < lamp0 and u > 0.3 and u < 0.7:
+        return 0.02, 0.02, 0.02, 0.0, 0.0, 0.0, 0.05
     return br, bg, bb, 0.0, 0.0, 0.0, 0.3
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _box_textured(boxes, bi, mat, br, bg, bb, face, s, t, wdt, hgt, bottom, fp, night, tex,
-                  lx, ly):
+                  lx, ly, z):
     """Textured surface of a box face.
 
     s, t: face-local coordinates in metres (along the face, up from the box's bottom);
-    wdt, hgt: the face's size; lx, ly: box-local x, y (for top faces).
+    wdt, hgt: the face's size; lx, ly: box-local x, y (for top faces); z: world height.
     Returns albedo (3), emission (3), specular weight (reflects the sky)."""
     vertical = face < 4
     if mat <= M_GLASS:  # buildings
@@ -502,9 +518,29 @@ def _box_textured(boxes, bi, mat, br, bg, bb, face, s, t, wdt, hgt, bottom, fp, 
             return k, k * 0.97, k * 0.94, 0.0, 0.0, 0.0, 0.0
         return _facade(boxes, bi, mat, br, bg, bb, face, s, t, hgt, fp, night, tex)
     if mat == M_CAR_PAINT:
-        return _car(br, bg, bb, face, s, t, wdt, hgt, bottom, night)
+        return _car(br, bg, bb, face, s, t, z, wdt, hgt, bottom, night)
     if mat == M_CAR_WINDOW:
+        # glass cabin: painted roof, pillars and a sill in the body colour (if it has one)
+        if br + bg + bb > 0.0:
+            if not vertical or t < 0.06 or t > hgt - 0.05:
+                return br, bg, bb, 0.0, 0.0, 0.0, 0.35
+            if face >= 2:
+                pillar = s / wdt * 2.0
+                pillar -= math.floor(pillar)
+                if pillar > 0.95 or pillar < 0.05:
+                    return br, bg, bb, 0.0, 0.0, 0.0, 0.35
+            elif s < 0.08 or s > wdt - 0.08:
+                return br, bg, bb, 0.0, 0.0, 0.0, 0.35
         return 0.012, 0.015, 0.02, 0.0, 0.0, 0.0, 0.75
+    tag = int(boxes[bi, TAG])
+    if mat == M_METAL and tag >= 13 and tag <= 19:  # a vehicle's chassis: dark, with wheels
+        if face >= 2 and face < 4:
+            wh = _wheels(s, z, wdt)
+            if wh == 2:
+                return 0.12, 0.12, 0.13, 0.0, 0.0, 0.0, 0.1
+            if wh == 1:
+                return 0.015, 0.015, 0.015, 0.0, 0.0, 0.0, 0.0
+        return 0.025, 0.025, 0.027, 0.0, 0.0, 0.0, 0.05
     if mat == M_FOLIAGE or mat == M_HEDGE:
         sc = 2.0 if mat == M_FOLIAGE else 3.5
         n1 = _texb(tex, 1, s * sc + lx, t * sc + ly)
@@ -790,7 +826,7 @@ def shade(style, wp, origin, rot, f, far, zbuf, fid, boxes, ground, gparams, gta
                     fp = t * inv_f
                     ar, ag, ab, xr, xg, xb, spec = _box_textured(
                         boxes, bi, mat, br, bg, bb, face, ss, tt, wdt, 2.0 * hz, bottom, fp,
-                        night, tex, lx, ly)
+                        night, tex, lx, ly, pz)
                     er += xr
                     eg += xg
                     eb += xb
