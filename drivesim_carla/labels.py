@@ -7,7 +7,7 @@ class name, so our tables cannot drift from the definitions that published model
 from __future__ import annotations
 
 from enum import IntEnum
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -74,7 +74,7 @@ _CITYSCAPES_NAME = {
 IGNORE = 255
 
 
-@lru_cache(maxsize=None)
+@cache
 def carla_to_cityscapes_id(road_line_as_road: bool = True) -> np.ndarray:
     """(256,) uint8 LUT: CARLA tag -> Cityscapes label id (0 = unlabeled).
 
@@ -92,7 +92,7 @@ def carla_to_cityscapes_id(road_line_as_road: bool = True) -> np.ndarray:
     return lut
 
 
-@lru_cache(maxsize=None)
+@cache
 def carla_to_train_id(road_line_as_road: bool = True) -> np.ndarray:
     """(256,) uint8 LUT: CARLA tag -> Cityscapes train id (0..18, 255 = ignore)."""
     lut = cityscapes_id_to_train_id()[carla_to_cityscapes_id(road_line_as_road)]
@@ -100,7 +100,7 @@ def carla_to_train_id(road_line_as_road: bool = True) -> np.ndarray:
     return lut
 
 
-@lru_cache(maxsize=None)
+@cache
 def cityscapes_id_to_train_id() -> np.ndarray:
     """(256,) uint8 LUT: Cityscapes label id -> train id, from cityscapesscripts."""
     from cityscapesscripts.helpers.labels import labels

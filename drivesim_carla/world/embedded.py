@@ -11,7 +11,14 @@ from ..errors import DrivesimError
 from ..route import RoadOption, Route, Waypoint
 from ..scenarios import Scenario
 from ..types import (
-    ActorState, CameraData, CameraSpec, Control, EgoState, Event, Frame, TrafficLightState,
+    ActorState,
+    CameraData,
+    CameraSpec,
+    Control,
+    EgoState,
+    Event,
+    Frame,
+    TrafficLightState,
     Transform,
 )
 from .base import World

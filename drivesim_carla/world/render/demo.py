@@ -75,7 +75,7 @@ class DemoScene:
                    car.color)
             bl.add(x - 0.3 * c, y - 0.3 * s, 1.27, 1.25, 0.85, 0.32, yaw, Tag.CAR, car.instance,
                    Material.CAR_PAINT, car.color)
-            heads.append((x + 2.2 * c, y + 2.2 * s, 0.7, yaw))
+            heads.append((x, y, 0.7, yaw))  # as the world passes them: vehicle centres
         for p, pose in zip(self.pedestrians, self.car_poses(frame, dt, self.pedestrians)):
             x, y, yaw = pose
             bl.add(x, y, 0.75, 0.2, 0.28, 0.75, yaw, Tag.PEDESTRIAN, p.instance, Material.CLOTH,
@@ -220,7 +220,7 @@ def demo_scene(seed: int = 0, size: float = 400.0, spacing: float = 80.0, res: f
             inst += 1
     # trees, lamps and signs along every road side
     for r in roads:
-        for along in np.arange(-half + 4, half - 4, 12.0):
+        for along in np.arange(-half + 4, half - 4, 9.0):
             if np.min(np.abs(along - roads)) < edge + 3:
                 continue
             for side in (-1, 1):
@@ -257,6 +257,14 @@ def demo_scene(seed: int = 0, size: float = 400.0, spacing: float = 80.0, res: f
                     lamp_col.append((1.0, 0.78, 0.5))
                     lamp_rad.append(15.0)
                     inst += 1
+                    # a parking sign half-way to the next lamp
+                    sx, sy = (x + 15.0, y) if horizontal else (x, y + 15.0)
+                    bl.add(sx, sy, 1.3, 0.04, 0.04, 1.3, 0.0, Tag.POLE, inst, Material.METAL,
+                           (130, 130, 135))
+                    yaw = (0.0 if side > 0 else math.pi) if horizontal else (math.pi / 2 if side > 0 else -math.pi / 2)
+                    bl.add(sx, sy, 2.35, 0.02, 0.25, 0.3, yaw + math.pi / 2, Tag.TRAFFIC_SIGN,
+                           inst + 1, Material.SIGN, (30, 70, 160))
+                    inst += 2
     # traffic lights and stop signs at every junction corner
     signals = []
     for rx in roads:
@@ -284,10 +292,14 @@ def demo_scene(seed: int = 0, size: float = 400.0, spacing: float = 80.0, res: f
     lights = Light(np.array(lamp_pos, np.float64).reshape(-1, 3),
                    np.array(lamp_col, np.float32).reshape(-1, 3), np.array(lamp_rad, np.float64))
     cars = []
+    taken: list[tuple[float, float]] = []
     for k in range(n_cars):
         r = roads[k % len(roads)] if k % 3 else 0.0
         lane = rng.choice([-1, 1])
         along = rng.uniform(-60, 120)
+        while any(abs(along - a) < 9.0 and abs(r + lane * 3 - b) < 1 for a, b in taken):
+            along += 9.0
+        taken.append((along, r + lane * 3))
         horizontal = k % 4 != 3
         lat = lane * LANE * (0.5 if rng.uniform() < 0.5 else 1.5)
         yaw = 0.0 if lane > 0 else math.pi

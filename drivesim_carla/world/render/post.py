@@ -75,64 +75,83 @@ def tone_lut(textured: bool, exposure: float) -> np.ndarray:
 
 
 @njit(cache=True, error_model="numpy")
+def _hblur_row(col, i, wc, ws, ring, slot):
+    w = col.shape[1]
+    for j in range(w):
+        jl = j - 1 if j > 0 else 0
+        jr = j + 1 if j < w - 1 else w - 1
+        for k in range(3):
+            ring[slot, j, k] = wc * col[i, j, k] + ws * (col[i, jl, k] + col[i, jr, k])
+
+
+@njit(cache=True, error_model="numpy")
 def finish(col, out, lut, blur, vignette, noise, noise_amp, row_off, streaks, rain,
-           soff_i, soff_j, streak_color, tmp):
+           soff_i, soff_j, streak_color, ring):
     """Linear colour (h w 3) float32 -> display (h w 3) uint8.
 
     blur: weight of the neighbours in a separable 3-tap blur; vignette: corner darkening;
     noise: bank read for row i from row_off[i] on (3 values a pixel), scaled by noise_amp
     (8-bit levels); streaks: texture added with weight `rain` (colour streak_color) at offset
-    (soff_i, soff_j). tmp: (h w 3) float32 scratch.
+    (soff_i, soff_j). ring: (>= 4, w, 3) float32 scratch.
     """
     h, w, _ = col.shape
     n = lut.shape[1]
-    scale = n / 4.0
-    src = col
-    if blur > 0.0:
-        wc = 1.0 - blur
-        ws = 0.5 * blur
-        for i in range(h):
-            for j in range(w):
-                jl = j - 1 if j > 0 else 0
-                jr = j + 1 if j < w - 1 else w - 1
-                for k in range(3):
-                    tmp[i, j, k] = wc * col[i, j, k] + ws * (col[i, jl, k] + col[i, jr, k])
-        src = tmp
+    scale = np.float32(n / 4.0)
+    wc = np.float32(1.0 - blur)
+    ws = np.float32(0.5 * blur)
     smask_i = streaks.shape[0] - 1
     smask_j = streaks.shape[1] - 1
     cx = 0.5 * w
     cy = 0.5 * h
     inv_r2 = 1.0 / (cx * cx + cy * cy)
+    # per-column vignette terms
+    vcol = np.empty(w, np.float32)
+    for j in range(w):
+        vcol[j] = (j + 0.5 - cx) ** 2
+    if blur > 0.0:
+        _hblur_row(col, 0, wc, ws, ring, 0)
+        if h > 1:
+            _hblur_row(col, 1, wc, ws, ring, 1)
+    x = ring[3]  # (w, 3) the row about to be tone mapped
+    sc0 = np.float32(rain * streak_color[0])
+    sc1 = np.float32(rain * streak_color[1])
+    sc2 = np.float32(rain * streak_color[2])
+    nmax = n - 1
     for i in range(h):
-        il = i - 1 if i > 0 else 0
-        ir = i + 1 if i < h - 1 else h - 1
-        dv = (i + 0.5 - cy) ** 2
+        if blur > 0.0 and i >= 1 and i + 1 < h:
+            _hblur_row(col, i + 1, wc, ws, ring, (i + 1) % 3)
+        up = (i - 1) % 3 if i > 0 else 0
+        mid = i % 3
+        dn = (i + 1) % 3 if i + 1 < h else mid
+        dv = np.float32((i + 0.5 - cy) ** 2)
+        # 1) blur, vignette and streaks: branch-free, vectorizes
+        if blur > 0.0:
+            for j in range(w):
+                for k in range(3):
+                    x[j, k] = wc * ring[mid, j, k] + ws * (ring[up, j, k] + ring[dn, j, k])
+        else:
+            for j in range(w):
+                for k in range(3):
+                    x[j, k] = col[i, j, k]
+        if vignette > 0.0:
+            vk = np.float32(vignette)
+            ir2 = np.float32(inv_r2)
+            for j in range(w):
+                q = (vcol[j] + dv) * ir2
+                v = np.float32(1.0) - vk * q * q
+                for k in range(3):
+                    x[j, k] *= v
+        if rain > 0.0:
+            si = (i + soff_i) & smask_i
+            for j in range(w):
+                st = streaks[si, (j + soff_j) & smask_j]
+                x[j, 0] += st * sc0
+                x[j, 1] += st * sc1
+                x[j, 2] += st * sc2
+        # 2) tone curve, sensor noise, quantization
+        base = row_off[i]
         for j in range(w):
-            vig = 1.0
-            if vignette > 0.0:
-                q = ((j + 0.5 - cx) ** 2 + dv) * inv_r2
-                vig = 1.0 - vignette * q * q
-            st = 0.0
-            if rain > 0.0:
-                st = rain * streaks[(i + soff_i) & smask_i, (j + soff_j) & smask_j]
-            base = row_off[i] + 3 * j
             for k in range(3):
-                if blur > 0.0:
-                    x = (1.0 - blur) * src[i, j, k] + 0.5 * blur * (src[il, j, k] + src[ir, j, k])
-                else:
-                    x = src[i, j, k]
-                x = x * vig + st * streak_color[k]
-                idx = int(x * scale)
-                if idx < 0:
-                    idx = 0
-                elif idx >= n:
-                    idx = n - 1
-                y = lut[k, idx]
-                if noise_amp > 0.0:
-                    y += noise_amp * noise[base + k]
-                y += 0.5
-                if y < 0.0:
-                    y = 0.0
-                elif y > 255.0:
-                    y = 255.0
-                out[i, j, k] = np.uint8(y)
+                idx = min(max(int(x[j, k] * scale), 0), nmax)
+                y = lut[k, idx] + noise_amp * noise[base + 3 * j + k] + 0.5
+                out[i, j, k] = int(min(max(y, 0.0), 255.0))

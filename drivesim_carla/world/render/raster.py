@@ -446,7 +446,7 @@ def ground_decals(origin, rot, f, boxes, first, sun, shadows, headlights, zbuf, 
         w0 = 1.0
         for k in range(4):
             along = 0.0 if k < 2 else reach
-            lat = (w0 + spread * along) * (1.0 if (k == 0 or k == 3) else -1.0)
+            lat = 1.6 * (w0 + spread * along) * (1.0 if (k == 0 or k == 3) else -1.0)
             gx[k] = x0 + c * along - s * lat
             gy[k] = y0 + s * along + c * lat
         m = _ground_polygon_to_screen(gx, gy, 4, origin, rot, f, cx, cy, us, vs)

@@ -15,7 +15,7 @@ from ...types import STREAMS, CameraSpec, Transform
 from ..scene import GROUND_TAG, Boxes, GroundMap, Light, Material
 from . import post, raster
 from .flow import Motion, flow_kernel, motion_index
-from .shading import FLAT, N_MATERIALS, STYLES, TEXTURED, W_NIGHT, W_RAIN, Style, glows, shade
+from .shading import N_MATERIALS, STYLES, TEXTURED, W_NIGHT, W_RAIN, Style, glows, shade
 from .weather import WEATHERS, WeatherPreset
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,31 @@ for _m in (Material.CONCRETE, Material.BRICK, Material.GLASS, Material.WALL, Mat
 _USES_COLOR.flags.writeable = False
 
 assert raster.BOX_COLS == 20 and raster.RND == 14 and raster.NFLOORS == 19
+
+
+_VEHICLE_TAGS = np.arange(13, 20)  # rider, car, truck, bus, train, motorcycle, bicycle
+
+
+def _headlight_sources(lights: np.ndarray, dynamic: np.ndarray) -> np.ndarray:
+    """Move each headlight row (x, y, z, yaw of a vehicle) to the front of the vehicle's boxes:
+    the light leaves from there. Rows with no vehicle box around them stay where they are."""
+    out = lights.copy()
+    veh = dynamic[np.isin(dynamic[:, raster.TAG], _VEHICLE_TAGS)]
+    if len(veh) == 0:
+        return out
+    c, s = np.cos(lights[:, 3]), np.sin(lights[:, 3])
+    dx = veh[None, :, raster.BX] - lights[:, None, 0]
+    dy = veh[None, :, raster.BY] - lights[:, None, 1]
+    # the light's point inside the box footprint (box frame), with some slack
+    bx = -(veh[None, :, raster.COS] * dx + veh[None, :, raster.SIN] * dy)
+    by = -(-veh[None, :, raster.SIN] * dx + veh[None, :, raster.COS] * dy)
+    inside = (np.abs(bx) <= veh[None, :, raster.HX] + 0.1) & (np.abs(by) <= veh[None, :, raster.HY] + 0.1)
+    along = c[:, None] * dx + s[:, None] * dy + veh[None, :, raster.HX]
+    front = np.where(inside, along, -np.inf).max(axis=1)
+    ok = np.isfinite(front) & (front > 0)
+    out[ok, 0] += c[ok] * front[ok]
+    out[ok, 1] += s[ok] * front[ok]
+    return out
 
 
 def _choose(registry: dict, name: str, what: str):
@@ -183,9 +208,11 @@ class Renderer:
         raster.rasterize(origin, rot, f, FAR, boxes, buf.zbuf, buf.fid)
 
         want_rgb = "rgb" in streams
-        night = self._wp[W_NIGHT]
-        lamps = np.zeros((0, 4)) if headlights is None or night <= 0 else headlights
-        lamps = np.ascontiguousarray(lamps, np.float64).reshape(-1, 4)
+        strength = self.weather.headlights
+        lamps = np.zeros((0, 4))
+        if want_rgb and headlights is not None and strength > 0 and len(headlights):
+            lamps = _headlight_sources(np.asarray(headlights, np.float64).reshape(-1, 4),
+                                       boxes[self._ns:])
         if want_rgb:
             buf.gsun.fill(1.0)
             buf.gao.fill(1.0)
@@ -194,8 +221,8 @@ class Renderer:
                 raster.ground_decals(origin, rot, f, boxes if self._textured else boxes[:0],
                                      self._ns, self.weather.sun_direction(), self._textured,
                                      lamps, buf.zbuf, buf.fid, buf.gsun, buf.gao, buf.glight)
-                if night != 1.0:
-                    buf.glight *= night
+                if strength != 1.0:
+                    buf.glight *= strength
         out: dict[str, np.ndarray] = {}
         dummy2 = np.zeros((1, 1), np.uint8)
         sem = np.empty((h, w), np.uint8) if "semantic" in streams else dummy2
@@ -223,7 +250,7 @@ class Renderer:
 
     def _finish(self, spec, frame, origin, rot, f, buf, lamps) -> np.ndarray:
         h, w = buf.zbuf.shape
-        if self._textured and self._wp[W_NIGHT] > 0:
+        if self._textured and (len(self._light_pos) or len(lamps)):
             pts, cols, rad, facing = self._glow_sources(lamps)
             if len(pts):
                 glows(origin, rot, f, buf.zbuf, pts, cols, rad, facing, self.weather.fog_density,
@@ -236,7 +263,7 @@ class Renderer:
             amp = self.style.noise * (1.0 + 1.2 * self._wp[W_NIGHT])
             streak_col = np.asarray(self.weather.fog_color, np.float64) * 0.5 + 0.08
             post.finish(buf.col, rgb, self._lut, self.style.blur, self.style.vignette,
-                        self._noise, amp, row_off, self._streaks, 0.12 * self._wp[W_RAIN],
+                        self._noise, amp, row_off, self._streaks, 0.2 * self._wp[W_RAIN],
                         soi, soj, streak_col, buf.tmp)
         else:
             post.finish(buf.col, rgb, self._lut, 0.0, 0.0, self._noise, 0.0,
@@ -261,7 +288,7 @@ class Renderer:
                 pts[sl, 0] = lamps[:, 0] + c * 0.05 - s * side
                 pts[sl, 1] = lamps[:, 1] + s * 0.05 + c * side
                 pts[sl, 2] = lamps[:, 2]
-                cols[sl] = (2.0, 1.9, 1.7)
+                cols[sl] = np.array([2.0, 1.9, 1.7]) * self.weather.headlights
                 rad[sl] = 0.35
                 facing[sl, 0] = c
                 facing[sl, 1] = s
@@ -279,4 +306,4 @@ class Renderer:
         return flow
 
 
-__all__ = ["FAR", "Motion", "Renderer", "STYLES", "WEATHERS", "FLAT", "TEXTURED"]
+__all__ = ["FAR", "Motion", "Renderer", "STYLES", "WEATHERS"]

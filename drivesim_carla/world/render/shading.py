@@ -793,7 +793,8 @@ def shade(style, wp, origin, rot, f, far, zbuf, fid, boxes, ground, gparams, gta
                 br = boxes[bi, CR]
                 bg = boxes[bi, CG]
                 bb = boxes[bi, CB]
-                if (not usecolor[mat]) or (br + bg + bb) == 0.0:
+                if ((not usecolor[mat]) or (br + bg + bb) == 0.0) and not (
+                        textured and mat == M_CAR_WINDOW):
                     br = balbedo[mat, 0]
                     bg = balbedo[mat, 1]
                     bb = balbedo[mat, 2]

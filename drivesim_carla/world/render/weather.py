@@ -50,6 +50,7 @@ class WeatherPreset:
     night: float = 0.0  # 0..1 street lamps, lit windows, headlights
     exposure: float = 1.0
     clouds: float = 0.0  # 0..1 cloud cover (textured style)
+    headlights: float = 0.0  # 0..1 strength of the headlights passed to `Renderer.render`
 
     def sun_direction(self) -> np.ndarray:
         """(3,) unit vector from the ground towards the sun."""
@@ -90,25 +91,26 @@ WEATHERS: dict[str, WeatherPreset] = {
         ambient=(0.2, 0.18, 0.26), ambient_ground=(0.12, 0.07, 0.05),
         sky_zenith=(0.08, 0.09, 0.25), sky_horizon=(1.0, 0.5, 0.22),
         fog_color=(0.55, 0.35, 0.25), fog_density=0.004, exposure=1.35, clouds=0.35,
+        headlights=0.35,
     ),
     "night": WeatherPreset(
         "night", sun_elevation=-25.0, sun_azimuth=60.0, sun_color=(0.0, 0.0, 0.0),
         ambient=(0.012, 0.016, 0.03), ambient_ground=(0.006, 0.006, 0.008),
         sky_zenith=(0.002, 0.003, 0.008), sky_horizon=(0.012, 0.014, 0.025),
         fog_color=(0.012, 0.013, 0.02), fog_density=0.004, night=1.0, exposure=2.6,
-        clouds=0.15,
+        clouds=0.15, headlights=1.0,
     ),
     "fog": WeatherPreset(
         "fog", sun_elevation=35.0, sun_azimuth=-120.0, sun_color=(0.35, 0.35, 0.33),
         ambient=(0.55, 0.57, 0.6), ambient_ground=(0.2, 0.2, 0.2),
         sky_zenith=(0.55, 0.57, 0.6), sky_horizon=(0.62, 0.64, 0.66),
-        fog_color=(0.6, 0.62, 0.64), fog_density=0.03, clouds=0.0,
+        fog_color=(0.6, 0.62, 0.64), fog_density=0.03, clouds=0.0, headlights=0.5,
     ),
     "rain": WeatherPreset(
         "rain", sun_elevation=40.0, sun_azimuth=-120.0, sun_color=(0.25, 0.25, 0.26),
         ambient=(0.36, 0.38, 0.43), ambient_ground=(0.1, 0.1, 0.11),
         sky_zenith=(0.22, 0.24, 0.28), sky_horizon=(0.4, 0.42, 0.46),
         fog_color=(0.36, 0.38, 0.42), fog_density=0.008, wetness=1.0, rain=1.0,
-        exposure=1.1, clouds=0.9,
+        exposure=1.1, clouds=0.9, headlights=0.45,
     ),
 }
