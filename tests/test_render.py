@@ -45,7 +45,8 @@ def _pixel_rays(spec: CameraSpec):
     v = np.arange(spec.height) + 0.5
     a = (u - spec.width / 2) / f
     b = -(v - spec.height / 2) / f
-    return np.broadcast_to(a[None, :], (spec.height, spec.width)), np.broadcast_to(b[:, None], (spec.height, spec.width))
+    shape = (spec.height, spec.width)
+    return np.broadcast_to(a[None, :], shape), np.broadcast_to(b[:, None], shape)
 
 
 @pytest.fixture(scope="module")

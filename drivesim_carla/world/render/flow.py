@@ -7,15 +7,12 @@ with u right and v down, in pixels. Pixel centres are at integer + 0.5, as in th
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 from numba import njit
 
 from ...types import Transform
-
-FID_SKY = -1  # mirrors raster.py
 
 
 @dataclass
@@ -28,54 +25,57 @@ class Motion:
     objects: dict[int, np.ndarray] = field(default_factory=dict)
 
 
-def motion_index(instances: np.ndarray, objects: dict[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Per box: the index of its instance's matrix in the returned (K, 4, 4) stack, or -1."""
+def motion_index(instances: np.ndarray, objects: dict[int, np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Per box: 1 + the index of its instance's matrix in the returned list, or 0 (static)."""
     n = len(instances)
     if not objects:
-        return np.full(n, -1, np.int32), np.zeros((1, 4, 4), np.float64)
+        return np.zeros(n, np.int32), []
     keys = np.array(sorted(objects), np.int64)
-    mats = np.ascontiguousarray(np.stack([np.asarray(objects[int(k)], np.float64) for k in keys]))
+    mats = [np.asarray(objects[int(k)], np.float64) for k in keys]
     pos = np.searchsorted(keys, instances)
     pos_c = np.minimum(pos, len(keys) - 1)
     hit = keys[pos_c] == instances
-    return np.where(hit, pos_c, -1).astype(np.int32), mats
+    return np.where(hit, pos_c + 1, 0).astype(np.int32), mats
+
+
+def flow_coefficients(origin: np.ndarray, rot: np.ndarray, prev_w2c: np.ndarray,
+                      mats: list[np.ndarray]) -> np.ndarray:
+    """(1 + K, 4, 3): for static points (row 0) and each moving object, the previous-camera
+    coordinates of the point at depth t on the ray (1, a, b) are c0 + t (q0 + a q1 + b q2)."""
+    out = np.empty((1 + len(mats), 4, 3))
+    for k, m in enumerate([np.eye(4)] + mats):
+        a = (prev_w2c @ m)[:3]  # world now -> previous camera
+        out[k, 0] = a[:, :3] @ origin + a[:, 3]
+        out[k, 1:] = (a[:, :3] @ rot.T).T  # rows: forward, right, up in previous-camera axes
+    return out
 
 
 @njit(cache=True, error_model="numpy")
-def flow_kernel(origin, rot, f, far, zbuf, fid, prev_w2c, box_motion, mats, out):
-    """prev_w2c: (3, 4) world -> previous camera-local; box_motion: (N,) matrix index or -1;
-    mats: (K, 4, 4); out: (h, w, 2) float32."""
+def flow_kernel(f, zbuf, fid, box_motion, coef, out):
+    """zbuf: 1/depth (the sky holds 1/far); box_motion: (N,) row of `coef` per box (0: static);
+    coef: see `flow_coefficients`; out: (h, w, 2) float32."""
     h, w = zbuf.shape
     cx = 0.5 * w
     cy = 0.5 * h
     inv_f = 1.0 / f
     for i in range(h):
         v = i + 0.5
-        bq = -(v - cy) * inv_f
+        b = -(v - cy) * inv_f
         for j in range(w):
             u = j + 0.5
             a = (u - cx) * inv_f
             code = fid[i, j]
-            t = far if code == FID_SKY else 1.0 / zbuf[i, j]
-            px = origin[0] + t * (rot[0, 0] + rot[1, 0] * a + rot[2, 0] * bq)
-            py = origin[1] + t * (rot[0, 1] + rot[1, 1] * a + rot[2, 1] * bq)
-            pz = origin[2] + t * (rot[0, 2] + rot[1, 2] * a + rot[2, 2] * bq)
-            if code >= 0:
-                k = box_motion[code // 6]
-                if k >= 0:
-                    m = mats[k]
-                    qx = m[0, 0] * px + m[0, 1] * py + m[0, 2] * pz + m[0, 3]
-                    qy = m[1, 0] * px + m[1, 1] * py + m[1, 2] * pz + m[1, 3]
-                    qz = m[2, 0] * px + m[2, 1] * py + m[2, 2] * pz + m[2, 3]
-                    px = qx
-                    py = qy
-                    pz = qz
-            X = prev_w2c[0, 0] * px + prev_w2c[0, 1] * py + prev_w2c[0, 2] * pz + prev_w2c[0, 3]
-            Y = prev_w2c[1, 0] * px + prev_w2c[1, 1] * py + prev_w2c[1, 2] * pz + prev_w2c[1, 3]
-            Z = prev_w2c[2, 0] * px + prev_w2c[2, 1] * py + prev_w2c[2, 2] * pz + prev_w2c[2, 3]
-            if X <= 1e-6 or not math.isfinite(X):
+            k = box_motion[code // 6] if code >= 0 else 0
+            z = zbuf[i, j]
+            # X = c0x + vx / z etc., so Y / X = (c0y z + vy) / (c0x z + vx): one division
+            vx = coef[k, 1, 0] + a * coef[k, 2, 0] + b * coef[k, 3, 0]
+            vy = coef[k, 1, 1] + a * coef[k, 2, 1] + b * coef[k, 3, 1]
+            vz = coef[k, 1, 2] + a * coef[k, 2, 2] + b * coef[k, 3, 2]
+            den = coef[k, 0, 0] * z + vx
+            if den <= 1e-9 * z:
                 out[i, j, 0] = 0.0  # behind the previous camera: no meaningful correspondence
                 out[i, j, 1] = 0.0
                 continue
-            out[i, j, 0] = u - (cx + f * Y / X)
-            out[i, j, 1] = v - (cy - f * Z / X)
+            inv = f / den
+            out[i, j, 0] = u - (cx + (coef[k, 0, 1] * z + vy) * inv)
+            out[i, j, 1] = v - (cy - (coef[k, 0, 2] * z + vz) * inv)

@@ -149,9 +149,15 @@ def finish(col, out, lut, blur, vignette, noise, noise_amp, row_off, streaks, ra
                 x[j, 1] += st * sc1
                 x[j, 2] += st * sc2
         # 2) tone curve, sensor noise, quantization
-        base = row_off[i]
-        for j in range(w):
-            for k in range(3):
-                idx = min(max(int(x[j, k] * scale), 0), nmax)
-                y = lut[k, idx] + noise_amp * noise[base + 3 * j + k] + 0.5
-                out[i, j, k] = int(min(max(y, 0.0), 255.0))
+        if noise_amp > 0.0:
+            base = row_off[i]
+            for j in range(w):
+                for k in range(3):
+                    idx = min(max(int(x[j, k] * scale), 0), nmax)
+                    y = lut[k, idx] + noise_amp * noise[base + 3 * j + k] + 0.5
+                    out[i, j, k] = int(min(max(y, 0.0), 255.0))
+        else:
+            for j in range(w):
+                for k in range(3):
+                    idx = min(max(int(x[j, k] * scale), 0), nmax)
+                    out[i, j, k] = int(min(lut[k, idx] + 0.5, 255.0))

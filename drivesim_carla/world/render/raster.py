@@ -373,8 +373,8 @@ def ground_decals(origin, rot, f, boxes, first, sun, shadows, headlights, zbuf, 
         ky = -sun[1] / sun[2]
     for bi in range(first, boxes.shape[0]):
         bottom = boxes[bi, BOTTOM]
-        if bottom > 0.6:
-            continue  # floating (traffic-light lamps): no contact with the ground
+        if bottom > 2.5:
+            continue  # high up (traffic-light lamps): neither contact nor a shadow worth drawing
         c = boxes[bi, COS]
         s = boxes[bi, SIN]
         hx = boxes[bi, HX]
@@ -393,7 +393,7 @@ def ground_decals(origin, rot, f, boxes, first, sun, shadows, headlights, zbuf, 
             gx[k] = bxc + c * lx - s * ly
             gy[k] = byc + s * lx + c * ly
         m = _ground_polygon_to_screen(gx, gy, 4, origin, rot, f, cx, cy, us, vs)
-        if m >= 3:
+        if m >= 3 and bottom < 0.6:
             i0, i1 = _row_range(vs, m, h)
             for i in range(i0, i1 + 1):
                 vc = i + 0.5

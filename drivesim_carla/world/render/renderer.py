@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import zlib
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -14,8 +15,8 @@ from ...errors import DrivesimError
 from ...types import STREAMS, CameraSpec, Transform
 from ..scene import GROUND_TAG, Boxes, GroundMap, Light, Material
 from . import post, raster
-from .flow import Motion, flow_kernel, motion_index
-from .shading import N_MATERIALS, STYLES, TEXTURED, W_NIGHT, W_RAIN, Style, glows, shade
+from .flow import Motion, flow_coefficients, flow_kernel, motion_index
+from .shading import STYLES, TEXTURED, W_NIGHT, W_RAIN, Style, glows, shade
 from .weather import WEATHERS, WeatherPreset
 
 log = logging.getLogger(__name__)
@@ -25,14 +26,14 @@ SHADOW_RES = 0.25  # metres per cell of the baked shadow / occlusion raster (fin
 LAMP_RES = 0.5  # metres per cell of the baked street-lamp raster (finest)
 MAX_BAKE_CELLS = 8_000_000
 
-_EMISSION = np.zeros((N_MATERIALS, 3))
+_EMISSION = np.zeros((256, 3))
 _EMISSION[Material.LAMP_RED_ON] = (4.0, 0.25, 0.12)
 _EMISSION[Material.LAMP_YELLOW_ON] = (4.0, 2.4, 0.2)
 _EMISSION[Material.LAMP_GREEN_ON] = (0.3, 3.6, 1.6)
 _EMISSION.flags.writeable = False
 
 # Materials whose look takes the box's colour (when it is not black).
-_USES_COLOR = np.zeros(N_MATERIALS, np.bool_)
+_USES_COLOR = np.zeros(256, np.bool_)
 for _m in (Material.CONCRETE, Material.BRICK, Material.GLASS, Material.WALL, Material.FENCE,
            Material.BARK, Material.FOLIAGE, Material.METAL, Material.SIGN, Material.CAR_PAINT,
            Material.CLOTH, Material.HEDGE):
@@ -64,6 +65,13 @@ def _headlight_sources(lights: np.ndarray, dynamic: np.ndarray) -> np.ndarray:
     ok = np.isfinite(front) & (front > 0)
     out[ok, 0] += c[ok] * front[ok]
     out[ok, 1] += s[ok] * front[ok]
+    return out
+
+
+def _pad256(table: np.ndarray, fill) -> np.ndarray:
+    out = np.empty((256,) + table.shape[1:], table.dtype)
+    out[:] = fill
+    out[: len(table)] = table
     return out
 
 
@@ -107,7 +115,7 @@ class Renderer:
                  weather: str = "clear", seed: int = 0):
         self.style: Style = _choose(STYLES, style, "style")
         self.weather: WeatherPreset = _choose(WEATHERS, weather, "weather")
-        self.seed = int(seed)
+        self.seed = int(seed) % (1 << 63)  # numpy seeds must be non-negative
         self._wp = self.weather.packed()
         self._textured = self.style.kernel_id == TEXTURED
         self._ground = np.ascontiguousarray(ground.material, np.uint8)
@@ -115,8 +123,9 @@ class Renderer:
         self._gtag = np.zeros(256, np.uint8)
         self._gtag[: len(GROUND_TAG)] = GROUND_TAG
         self._gtag[len(GROUND_TAG):] = GROUND_TAG[0]
-        self._galbedo = np.ascontiguousarray(self.style.ground_albedo, np.float64)
-        self._balbedo = np.ascontiguousarray(self.style.box_albedo, np.float64)
+        # material tables padded to 256 rows: unknown codes look like grass / plain concrete
+        self._galbedo = _pad256(self.style.ground_albedo, self.style.ground_albedo[0])
+        self._balbedo = _pad256(self.style.box_albedo, self.style.box_albedo[0])
         self._ns = len(static)
         self._boxes = np.empty((self._ns + 64, raster.BOX_COLS), np.float64)
         self._boxes[: self._ns] = raster.pack_boxes(static, self.seed)
@@ -124,7 +133,10 @@ class Renderer:
         self._lut = post.tone_lut(self._textured, self.weather.exposure)
         self._foglut = np.exp(-self.weather.fog_density * np.linspace(0.0, FAR, 16385)).astype(np.float32)
         self._buffers: dict[tuple[int, int], _Buffers] = {}
+        t0 = time.perf_counter()
         self._bake(ground, static, lights)
+        log.debug("renderer %s/%s: baked the static scene in %.2fs", style, weather,
+                  time.perf_counter() - t0)
         if self._textured:
             self._noise = post.make_noise_bank(self.seed)
             self._streaks = post.make_streaks(self.seed)
@@ -208,24 +220,9 @@ class Renderer:
         raster.rasterize(origin, rot, f, FAR, boxes, buf.zbuf, buf.fid)
 
         want_rgb = "rgb" in streams
-        strength = self.weather.headlights
-        lamps = np.zeros((0, 4))
-        if want_rgb and headlights is not None and strength > 0 and len(headlights):
-            lamps = _headlight_sources(np.asarray(headlights, np.float64).reshape(-1, 4),
-                                       boxes[self._ns:])
-        if want_rgb:
-            buf.gsun.fill(1.0)
-            buf.gao.fill(1.0)
-            buf.glight.fill(0.0)
-            if self._textured or len(lamps):
-                raster.ground_decals(origin, rot, f, boxes if self._textured else boxes[:0],
-                                     self._ns, self.weather.sun_direction(), self._textured,
-                                     lamps, buf.zbuf, buf.fid, buf.gsun, buf.gao, buf.glight)
-                if strength != 1.0:
-                    buf.glight *= strength
+        lamps = self._decals(origin, rot, f, buf, boxes, headlights) if want_rgb else np.zeros((0, 4))
         out: dict[str, np.ndarray] = {}
-        dummy2 = np.zeros((1, 1), np.uint8)
-        sem = np.empty((h, w), np.uint8) if "semantic" in streams else dummy2
+        sem = np.empty((h, w), np.uint8) if "semantic" in streams else np.zeros((1, 1), np.uint8)
         depth = np.empty((h, w), np.float32) if "depth" in streams else np.zeros((1, 1), np.float32)
         inst = np.empty((h, w), np.int32) if "instance" in streams else np.zeros((1, 1), np.int32)
         want = np.array(["semantic" in streams, "depth" in streams, "instance" in streams,
@@ -234,8 +231,8 @@ class Renderer:
             shade(self.style.kernel_id, self._wp, origin, rot, f, FAR, buf.zbuf, buf.fid, boxes,
                   self._ground, self._gparams, self._gtag, self._galbedo, self._balbedo,
                   _EMISSION, _USES_COLOR, self._zmax, self._ao, self._sparams, self._lamp,
-                  self._lparams, buf.gsun, buf.gao, buf.glight, self._tex, self._foglut, want, sem, depth, inst,
-                  buf.col)
+                  self._lparams, buf.gsun, buf.gao, buf.glight, self._tex, self._foglut, want,
+                  sem, depth, inst, buf.col)
         if want_rgb:
             out["rgb"] = self._finish(spec, frame, origin, rot, f, buf, lamps)
         if "semantic" in streams:
@@ -248,6 +245,26 @@ class Renderer:
             out["flow"] = self._flow(h, w, f, origin, rot, buf, boxes, motion)
         return {s: out[s] for s in streams}
 
+    def _decals(self, origin, rot, f, buf: _Buffers, boxes: np.ndarray,
+                headlights: np.ndarray | None) -> np.ndarray:
+        """What dynamic objects and headlights do to the ground this frame (screen buffers).
+        Returns the headlight sources, moved to the front of their vehicles."""
+        strength = self.weather.headlights
+        lamps = np.zeros((0, 4))
+        if headlights is not None and strength > 0 and len(headlights):
+            lamps = _headlight_sources(np.asarray(headlights, np.float64).reshape(-1, 4),
+                                       boxes[self._ns:])
+        buf.gsun.fill(1.0)
+        buf.gao.fill(1.0)
+        buf.glight.fill(0.0)
+        if self._textured or len(lamps):
+            raster.ground_decals(origin, rot, f, boxes if self._textured else boxes[:0],
+                                 self._ns, self.weather.sun_direction(), self._textured, lamps,
+                                 buf.zbuf, buf.fid, buf.gsun, buf.gao, buf.glight)
+            if strength != 1.0:
+                buf.glight *= strength
+        return lamps
+
     def _finish(self, spec, frame, origin, rot, f, buf, lamps) -> np.ndarray:
         h, w = buf.zbuf.shape
         if self._textured and (len(self._light_pos) or len(lamps)):
@@ -257,7 +274,8 @@ class Renderer:
                       buf.col)
         rgb = np.empty((h, w, 3), np.uint8)
         if self._textured:
-            rng = np.random.default_rng([self.seed, int(frame), zlib.crc32(spec.name.encode())])
+            rng = np.random.default_rng([self.seed, int(frame) % (1 << 63),
+                                         zlib.crc32(spec.name.encode())])
             soi, soj = (int(x) for x in rng.integers(0, 1 << 16, 2))
             row_off = rng.integers(0, len(self._noise) - 3 * w, h)
             amp = self.style.noise * (1.0 + 1.2 * self._wp[W_NIGHT])
@@ -295,14 +313,13 @@ class Renderer:
         return pts, cols, rad, facing
 
     def _flow(self, h, w, f, origin, rot, buf, boxes, motion) -> np.ndarray:
-        flow = np.zeros((h, w, 2), np.float32)
         if motion is None:
-            return flow
-        prev = np.linalg.inv(motion.prev_camera.matrix())[:3]
-        inst = boxes[:, raster.INST].astype(np.int64)
-        midx, mats = motion_index(inst, motion.objects)
-        flow_kernel(origin, rot, f, FAR, buf.zbuf, buf.fid, np.ascontiguousarray(prev), midx, mats,
-                    flow)
+            return np.zeros((h, w, 2), np.float32)
+        flow = np.empty((h, w, 2), np.float32)
+        prev = np.linalg.inv(motion.prev_camera.matrix())
+        midx, mats = motion_index(boxes[:, raster.INST].astype(np.int64), motion.objects)
+        coef = flow_coefficients(origin, rot, prev, mats)
+        flow_kernel(f, buf.zbuf, buf.fid, midx, coef, flow)
         return flow
 
 

@@ -701,14 +701,14 @@ def shade(style, wp, origin, rot, f, far, zbuf, fid, boxes, ground, gparams, gta
                     graze = max(-dz * inv_len, 0.03)
                     fp = t * inv_f / graze
                     # worn, slightly irregular material borders in the image (labels unchanged)
-                    jit = 0.035 * _tex(tex, 0, px * 23.0, py * 23.0)
-                    jx = px + jit
-                    jy = py - jit
-                    gj = int(math.floor((jx - gox) * ginv))
-                    gi = int(math.floor((jy - goy) * ginv))
-                    gm2 = 0
-                    if gi >= 0 and gj >= 0 and gi < gnr and gj < gnc:
-                        gm2 = ground[gi, gj]
+                    gm2 = gm
+                    if fp < 0.06:
+                        jit = 0.035 * _tex(tex, 0, px * 23.0, py * 23.0)
+                        gj = int(math.floor((px + jit - gox) * ginv))
+                        gi = int(math.floor((py - jit - goy) * ginv))
+                        gm2 = 0
+                        if gi >= 0 and gj >= 0 and gi < gnr and gj < gnc:
+                            gm2 = ground[gi, gj]
                     ar, ag, ab, gloss = _ground_textured(gm2, galbedo, tex, px, py, fp)
                     if use_shadows:
                         vis = _sun_visibility(zmax, sox, soy, sinv, px, py, 0.0, kx, ky, bias)
