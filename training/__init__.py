@@ -1,0 +1,1 @@
+"""Model families and the shared trainer (arrive with the synthesis and adaptation issues)."""

@@ -35,6 +35,7 @@ CONTACT_MARGIN = 0.3  # m
 PEDESTRIAN_HALF = (0.3, 0.3, 0.9)
 ARRIVAL = 1.0  # m: within this of the route's end counts as arrived
 ACTOR_RADIUS = 80.0  # m: actors reported in the frame
+DEMAND_AHEAD = 40.0  # m: the ego calls its green this far before a stop line
 MARKINGS = {
     Ground.LANE_WHITE_BROKEN: "broken_white", Ground.LANE_WHITE_SOLID: "solid_white",
     Ground.LANE_YELLOW_SOLID: "solid_yellow", Ground.STOP_LINE: "stop_line",
@@ -322,8 +323,6 @@ class EmbeddedWorld(World):
         return {k: TrafficLightState(k, st, self.town.signals[k].stop_line)  # type: ignore[arg-type]
                 for k, st in self.traffic.light_state.items()}
 
-
-DEMAND_AHEAD = 40.0
 
 
 def plan_route(town: Town, graph: LaneGraph, seg: int, s: float, length: float,

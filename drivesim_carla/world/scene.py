@@ -74,7 +74,7 @@ class GroundMap:
     material: np.ndarray  # (H, W) uint8, values of `Ground`
     origin: tuple[float, float]
     resolution: float  # metres per cell
-    lane: np.ndarray | None = None  # (H, W) int32 lane code (see Town.lane_code), -1 off-lane
+    lane: np.ndarray | None = None  # (H, W) int32: LaneSegment id; -2 junction, -3 parking, -1 off-lane
 
     def cell(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Row, column and an in-bounds mask for world points."""
