@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _command(argv: list[str] | None) -> str:
     args = sys.argv[1:] if argv is None else argv
-    return f"{args[0]} " if args and not args[0].startswith("-") else ""
+    return f"{args[0]} " if args and args[0] in cli.commands else ""
 
 
 if __name__ == "__main__":
