@@ -54,7 +54,7 @@ class ClosedLoop:
         control = self._act(frame, self._see(frame)[0], manual=False)
         manual = paused = interrupted = terminated = False
         loop_fps, done = 0.0, 0
-        start = last = time.perf_counter()
+        start = last = due = time.perf_counter()
         try:
             while done < frames:
                 if self.viewer is not None:
@@ -80,8 +80,9 @@ class ClosedLoop:
                 done += 1
                 if progress is not None:
                     progress.update(1)
-                if self.realtime:
-                    time.sleep(max(0.0, 1.0 / self.world.fps - (time.perf_counter() - now)))
+                if self.realtime:  # keep ticks 1/fps apart in wall time, catching up if late
+                    due = max(due + 1.0 / self.world.fps, time.perf_counter() - 0.25)
+                    time.sleep(max(0.0, due - time.perf_counter()))
                 last = time.perf_counter()
                 if stop_at_route_end and frame.ego.route_completion >= 0.999:
                     terminated = True
