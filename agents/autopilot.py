@@ -14,6 +14,7 @@ import numpy as np
 
 from ..route import Route
 from ..types import ActorState, Control
+from ..world.traffic import idm
 from .base import Agent, Observation
 
 WHEELBASE = 2.9
@@ -49,7 +50,8 @@ class Autopilot(Agent):
         steer = self._steer(route, x, y, yaw, v)
         gap, lead_v = self._hazard(obs, v, ego.extent[0])
         v0 = min(self.target_speed, self._curve_speed(route), self._limit(route))
-        acc = idm(v, v0, gap, lead_v)
+        acc = idm(v, v0, gap, lead_v, a_max=A_MAX, b=B_COMFORT, s0=GAP_MIN, headway=HEADWAY,
+                  floor=-8.0)
         return self._pedals(acc, v, steer)
 
     # ----- lateral --------------------------------------------------------------------------
@@ -150,15 +152,6 @@ class Autopilot(Agent):
         if v < 0.3 and acc < 0:
             brake = max(brake, 0.5)  # hold still
         return Control(brake=brake, steer=steer)
-
-
-def idm(v: float, v0: float, gap: float, lead_v: float) -> float:
-    """Intelligent Driver Model acceleration towards v0 behind a leader `gap` metres ahead."""
-    free = 1.0 - (v / max(v0, 0.1)) ** 4
-    if not math.isfinite(gap):
-        return A_MAX * free
-    s_star = GAP_MIN + v * HEADWAY + v * (v - lead_v) / (2 * math.sqrt(A_MAX * B_COMFORT))
-    return max(A_MAX * (free - (max(s_star, 0.0) / max(gap, 0.1)) ** 2), -8.0)
 
 
 def _wrap(angle: float) -> float:

@@ -428,14 +428,15 @@ class Traffic:
         return out
 
 
-def idm(v: float, v0: float, gap: float, lead_v: float) -> float:
-    """Intelligent Driver Model acceleration."""
+def idm(v: float, v0: float, gap: float, lead_v: float, *, a_max: float = IDM_ACCEL,
+        b: float = IDM_DECEL, s0: float = IDM_GAP, headway: float = IDM_HEADWAY,
+        floor: float = -9.0) -> float:
+    """Intelligent Driver Model acceleration towards speed v0 behind a leader `gap` m ahead."""
     free = 1.0 - (v / max(v0, 0.1)) ** 4
     if not math.isfinite(gap):
-        return IDM_ACCEL * free
-    s_star = IDM_GAP + v * IDM_HEADWAY + v * (v - lead_v) / (2 * math.sqrt(IDM_ACCEL * IDM_DECEL))
-    acc = IDM_ACCEL * (free - (max(s_star, 0.0) / max(gap, 0.1)) ** 2)
-    return max(acc, -9.0)
+        return a_max * free
+    s_star = s0 + v * headway + v * (v - lead_v) / (2 * math.sqrt(a_max * b))
+    return max(a_max * (free - (max(s_star, 0.0) / max(gap, 0.1)) ** 2), floor)
 
 
 def box_points(x: float, y: float, yaw: float, half) -> np.ndarray:
