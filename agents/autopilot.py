@@ -14,13 +14,20 @@ import numpy as np
 
 from ..route import Route
 from ..types import ActorState, Control
+from ..world.dynamics import (
+    DRAG,
+    MAX_ACCEL,
+    MAX_BRAKE,
+    MAX_STEER_DEG,
+    POWER_PER_MASS,
+    ROLLING,
+    WHEELBASE,
+)
 from ..world.traffic import idm
 from .base import Agent, Observation
 
-WHEELBASE = 2.9
 FRONT_OFFSET = 1.45  # ego origin to front axle
 STANLEY_GAIN = 2.5
-MAX_STEER_DEG = 40.0
 A_MAX, B_COMFORT, GAP_MIN, HEADWAY = 2.5, 3.0, 3.0, 1.2
 A_LAT = 2.5  # m/s^2 allowed in curves
 CORRIDOR = 1.35  # m from the route centreline that counts as "in our lane"
@@ -144,11 +151,12 @@ class Autopilot(Agent):
 
     @staticmethod
     def _pedals(acc: float, v: float, steer: float) -> Control:
-        resist = 0.15 + 0.0012 * v * v
+        # invert the vehicle model: throttle and brake that give acceleration `acc`
+        resist = ROLLING + DRAG * v * v
         if acc >= -resist:
-            a_max = min(4.0, 28.0 / max(v, 1e-3))
+            a_max = min(MAX_ACCEL, POWER_PER_MASS / max(v, 1e-3))
             return Control(throttle=float(np.clip((acc + resist) / a_max, 0.0, 1.0)), steer=steer)
-        brake = float(np.clip((-acc - resist) / 8.0, 0.0, 1.0))
+        brake = float(np.clip((-acc - resist) / MAX_BRAKE, 0.0, 1.0))
         if v < 0.3 and acc < 0:
             brake = max(brake, 0.5)  # hold still
         return Control(brake=brake, steer=steer)

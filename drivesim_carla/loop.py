@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .agents.base import Agent, Observation
 from .metrics import Metrics
@@ -23,7 +23,6 @@ class LoopResult:
     last_frame: Frame | None = None
     interrupted: bool = False
     terminated: bool = False  # the route was completed
-    timings: dict = field(default_factory=dict)
 
 
 class ClosedLoop:

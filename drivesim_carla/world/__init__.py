@@ -12,7 +12,7 @@ WORLDS = ("embedded", "carla")
 
 def make_world(name: str, scenario: Scenario, seed: int = 0, *,
                cameras: list[CameraSpec] | None = None, style: str | None = None,
-               weather: str | None = None, **options: object) -> World:
+               weather: str | None = None) -> World:
     """Build a world backend by name."""
     if name == "embedded":
         from .embedded import EmbeddedWorld

@@ -162,15 +162,33 @@ class EmbeddedWorld(World):
         """Collision events at the onset of each contact. Contact persists while the object stays
         within CONTACT_MARGIN of the ego, so a car pushing against a wall reports it once."""
         e = self.ego
-        center = np.array([e.x, e.y])
-        touching = self._overlapping(center, np.array(EGO_HALF[:2]) + CONTACT_MARGIN, e.yaw)
-        hits = self._overlapping(center, np.array(EGO_HALF[:2]), e.yaw)
+        center, half = np.array([e.x, e.y]), np.array(EGO_HALF[:2])
+        touching = self._overlapping(center, half + CONTACT_MARGIN, e.yaw)
+        hits = {k: v for k, v in touching.items() if self._touches(k, center, half, e.yaw)}
         events = [Event("collision", self.frame_id, inst, kind, MASS * abs(before.v), (e.x, e.y))
                   for inst, kind in sorted(hits.items()) if inst not in self.contacts]
         self.contacts = {k for k in touching if k in hits or k in self.contacts}
         if hits:  # a hard contact stops the ego where it was
             self.ego = BicycleState(before.x, before.y, before.yaw, 0.0)
         return events
+
+    def _touches(self, inst: int, center: np.ndarray, half: np.ndarray, yaw: float) -> bool:
+        """Whether the ego box overlaps any box of object `inst` (one of the few already near)."""
+        st = self._static_obstacles
+        rows = np.where(st.instance == inst)[0]
+        if len(rows):
+            return bool(obb_overlap(center, half, yaw, st.center[rows, :2], st.half[rows, :2],
+                                    st.yaw[rows]).any())
+        mover = next(m for m in self._movers() if m[0] == inst)
+        return bool(obb_overlap(center, half, yaw, np.array([mover[1:3]]),
+                                np.array([mover[4][:2]]), np.array([mover[3]]))[0])
+
+    def _movers(self) -> list[tuple]:
+        """(id, x, y, yaw, half, kind) of every vehicle and pedestrian."""
+        out = [(v.id, v.x, v.y, v.yaw, v.half, v.kind) for v in self.traffic.vehicles]
+        out += [(p.id, p.x, p.y, p.yaw, PEDESTRIAN_HALF, "walker.pedestrian")
+                for p in self.traffic.pedestrians]
+        return out
 
     def _overlapping(self, center: np.ndarray, half: np.ndarray, yaw: float) -> dict[int, str]:
         """Instance id -> kind of everything the box (center, half, yaw) overlaps."""
@@ -184,9 +202,7 @@ class EmbeddedWorld(World):
             for k in near[mask]:
                 inst = int(st.instance[k])
                 hits[inst] = self.town.static_kind.get(inst, "vehicle.parked")
-        movers = [(v.id, v.x, v.y, v.yaw, v.half, v.kind) for v in self.traffic.vehicles]
-        movers += [(p.id, p.x, p.y, p.yaw, PEDESTRIAN_HALF, "walker.pedestrian")
-                   for p in self.traffic.pedestrians]
+        movers = self._movers()
         if movers:
             arr = np.array([m[1:4] for m in movers])
             halves = np.array([m[4][:2] for m in movers])
