@@ -64,9 +64,15 @@ def cli(verbose: int) -> None:
 @click.option("--summary", "summary_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Write a JSON summary here.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="CARLA server host (--world carla).")
+@click.option("--port", type=int, default=2000, show_default=True, help="CARLA server RPC port (--world carla).")
+@click.option("--timeout", type=float, default=10.0, show_default=True,
+              help="Seconds to wait for the CARLA server and for each sensor (--world carla).")
+@click.option("--map", "carla_map", default=None, help="CARLA map to load (--world carla); default: keep the current one.")
 def run(world: str, scenario: str, agent: str, synth: str, frames: int | None, seed: int,
         width: int | None, height: int | None, style: str | None, weather: str | None,
-        headless: bool, video: Path | None, summary_path: Path | None, quiet: bool) -> None:
+        headless: bool, video: Path | None, summary_path: Path | None, quiet: bool,
+        host: str, port: int, timeout: float, carla_map: str | None) -> None:
     """Drive one episode in closed loop."""
     from .agents import make_agent
     from .loop import ClosedLoop
@@ -90,7 +96,8 @@ def run(world: str, scenario: str, agent: str, synth: str, frames: int | None, s
 
         viewer = Viewer(headless=headless, video=video)
     agent_obj = make_agent(agent, viewer=viewer, target_speed=spec.ego.target_speed)
-    sim = make_world(world, spec, seed, cameras=cameras, style=style, weather=weather)
+    sim = make_world(world, spec, seed, cameras=cameras, style=style, weather=weather,
+                     host=host, port=port, timeout=timeout, carla_map=carla_map)
     n = frames if frames is not None else spec.frames
     loop = ClosedLoop(sim, agent_obj, synthesizer, viewer=viewer,
                       realtime=viewer is not None and not getattr(viewer, "headless", True))
@@ -121,6 +128,15 @@ def run(world: str, scenario: str, agent: str, synth: str, frames: int | None, s
     )
     if result.interrupted:
         sys.exit(130)
+
+
+def _register_commands() -> None:
+    from .serve.command import serve
+
+    cli.add_command(serve)
+
+
+_register_commands()
 
 
 def main(argv: list[str] | None = None) -> None:

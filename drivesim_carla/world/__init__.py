@@ -12,8 +12,13 @@ WORLDS = ("embedded", "carla")
 
 def make_world(name: str, scenario: Scenario, seed: int = 0, *,
                cameras: list[CameraSpec] | None = None, style: str | None = None,
-               weather: str | None = None) -> World:
-    """Build a world backend by name."""
+               weather: str | None = None, host: str = "127.0.0.1", port: int = 2000,
+               timeout: float = 10.0, carla_map: str | None = None) -> World:
+    """Build a world backend by name.
+
+    `host`, `port`, `timeout` (seconds) and `carla_map` (a map to load, None keeps the current
+    one) only concern the `carla` backend.
+    """
     if name == "embedded":
         from .embedded import EmbeddedWorld
 
