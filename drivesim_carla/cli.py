@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -42,38 +43,110 @@ def cli(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
+def _world_options(f):
+    """Options shared by `run` and `record`: the world, the scenario, the agent, the cameras."""
+    options = [
+        click.option("--world", default="embedded", show_default=True, help="World backend: embedded or carla."),
+        click.option("--scenario", default="default", show_default=True,
+                     help="Built-in scenario name or a YAML file."),
+        click.option("--agent", default="autopilot", show_default=True, help="autopilot, manual, or module:Class."),
+        click.option("--synth", default="none", show_default=True,
+                     help="none (the world's render) or a trained generator's run directory."),
+        click.option("--frames", type=int, default=None,
+                     help="Ticks to run [default: the scenario's, ending early at the route's end]."),
+        click.option("--seed", type=int, default=0, show_default=True, help="World and traffic seed."),
+        click.option("--width", type=int, default=None, help="Camera width in pixels."),
+        click.option("--height", type=int, default=None, help="Camera height in pixels."),
+        click.option("--style", default=None, help="Render style of the embedded world (flat, textured)."),
+        click.option("--weather", default=None, help="clear, dusk, night, fog or rain."),
+        click.option("--summary", "summary_path", type=click.Path(dir_okay=False, path_type=Path),
+                     default=None, help="Write a JSON summary here."),
+        click.option("--quiet", is_flag=True, help="No progress bar."),
+        click.option("--host", default="127.0.0.1", show_default=True, help="CARLA server host (--world carla)."),
+        click.option("--port", type=int, default=2000, show_default=True,
+                     help="CARLA server RPC port (--world carla)."),
+        click.option("--timeout", type=float, default=10.0, show_default=True,
+                     help="Seconds to wait for the CARLA server and for each sensor (--world carla)."),
+        click.option("--map", "carla_map", default=None,
+                     help="CARLA map to load (--world carla); default: keep the current one."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _record_options(f):
+    options = [
+        click.option("--overwrite", is_flag=True, help="Replace an existing recording."),
+        click.option("--flush-interval", type=float, default=1.0, show_default=True,
+                     help="Seconds between flushes to disk (what a crash can lose at most)."),
+        click.option("--rgb-codec", type=click.Choice(["zstd", "jpegls", "none"]), default="zstd",
+                     show_default=True, help="Compression of the rgb stream (jpegls: smaller, slower)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 @cli.command()
-@click.option("--world", default="embedded", show_default=True,
-              help="World backend: embedded or carla.")
-@click.option("--scenario", default="default", show_default=True,
-              help="Built-in scenario name or a YAML file.")
-@click.option("--agent", default="autopilot", show_default=True,
-              help="autopilot, manual, or module:Class.")
-@click.option("--synth", default="none", show_default=True,
-              help="none (the world's render) or a trained generator's run directory.")
-@click.option("--frames", type=int, default=None,
-              help="Ticks to run [default: the scenario's, ending early at the route's end].")
-@click.option("--seed", type=int, default=0, show_default=True, help="World and traffic seed.")
-@click.option("--width", type=int, default=None, help="Camera width in pixels.")
-@click.option("--height", type=int, default=None, help="Camera height in pixels.")
-@click.option("--style", default=None, help="Render style of the embedded world (flat, textured).")
-@click.option("--weather", default=None, help="clear, dusk, night, fog or rain.")
+@_world_options
 @click.option("--headless", is_flag=True, help="No window.")
 @click.option("--video", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the panels to this mp4.")
-@click.option("--summary", "summary_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="Write a JSON summary here.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="CARLA server host (--world carla).")
-@click.option("--port", type=int, default=2000, show_default=True, help="CARLA server RPC port (--world carla).")
-@click.option("--timeout", type=float, default=10.0, show_default=True,
-              help="Seconds to wait for the CARLA server and for each sensor (--world carla).")
-@click.option("--map", "carla_map", default=None, help="CARLA map to load (--world carla); default: keep the current one.")
-def run(world: str, scenario: str, agent: str, synth: str, frames: int | None, seed: int,
-        width: int | None, height: int | None, style: str | None, weather: str | None,
-        headless: bool, video: Path | None, summary_path: Path | None, quiet: bool,
-        host: str, port: int, timeout: float, carla_map: str | None) -> None:
+@click.option("--record", "record_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Record the episode to this HDF5 session file.")
+@_record_options
+def run(headless: bool, video: Path | None, record_path: Path | None, **kw) -> None:
     """Drive one episode in closed loop."""
+    _drive(headless=headless, video=video, record_path=record_path, **kw)
+
+
+@cli.command()
+@_world_options
+@click.option("--cameras", "camera_spec", default=None,
+              help="Cameras and streams to record, e.g. 'front:rgb+semantic+depth+flow,rear:rgb' "
+                   "(names from the scenario; 'all' = every stream) [default: the scenario's].")
+@click.option("--out", "out", type=click.Path(path_type=Path), required=True,
+              help="The session file (.h5), or a folder to create a named one in.")
+@_record_options
+def record(camera_spec: str | None, out: Path, **kw) -> None:
+    """Record an episode (headless, autopilot by default) to an HDF5 session file."""
+    if out.suffix not in (".h5", ".hdf5"):
+        if not out.is_dir():
+            raise DrivesimError(f"--out {out}: not a folder and not a .h5 file; create the folder or name a .h5 file")
+        stem = Path(kw["scenario"]).stem
+        out = out / f"{stem}_seed{kw['seed']}_{time.strftime('%Y%m%d-%H%M%S')}.h5"
+    _drive(headless=True, video=None, record_path=out, camera_spec=camera_spec, **kw)
+
+
+def _select_cameras(cameras: list, spec: str | None) -> list:
+    """Apply `--cameras NAME:STREAM+STREAM,...` to the scenario's cameras."""
+    from dataclasses import replace
+
+    from .types import STREAMS
+
+    if not spec:
+        return cameras
+    by_name = {c.name: c for c in cameras}
+    chosen = []
+    for part in spec.split(","):
+        name, _, streams = part.strip().partition(":")
+        if name not in by_name:
+            raise DrivesimError(f"--cameras: no camera '{name}' in the scenario; it has: {', '.join(by_name)}")
+        wanted = by_name[name].streams if not streams else STREAMS if streams == "all" else tuple(streams.split("+"))
+        unknown = [s for s in wanted if s not in STREAMS]
+        if unknown:
+            raise DrivesimError(f"--cameras: unknown stream(s) {', '.join(unknown)}; valid: {', '.join(STREAMS)}, all")
+        chosen.append(replace(by_name[name], streams=tuple(s for s in STREAMS if s in wanted)))
+    return chosen
+
+
+def _drive(*, world: str, scenario: str, agent: str, synth: str, frames: int | None, seed: int,
+           width: int | None, height: int | None, style: str | None, weather: str | None,
+           headless: bool, video: Path | None, summary_path: Path | None, quiet: bool,
+           host: str, port: int, timeout: float, carla_map: str | None, record_path: Path | None,
+           overwrite: bool, flush_interval: float, rgb_codec: str, camera_spec: str | None = None) -> None:
+    """One closed-loop episode: what `run` and `record` share."""
     from .agents import make_agent
     from .loop import ClosedLoop
     from .scenarios import load_scenario
@@ -88,7 +161,13 @@ def run(world: str, scenario: str, agent: str, synth: str, frames: int | None, s
     _check_writable(video, "--video")
     _check_writable(summary_path, "--summary")
     spec = load_scenario(scenario)
-    cameras = spec.camera_specs(width, height)
+    cameras = _select_cameras(spec.camera_specs(width, height), camera_spec)
+    taps = []
+    if record_path is not None:
+        from .recorders import Recorder
+
+        taps.append(Recorder(record_path, flush_interval=flush_interval, rgb_codec=rgb_codec,
+                             overwrite=overwrite))
     synthesizer = load_synthesizer(synth)
     viewer = None
     if not headless or video is not None:
@@ -99,13 +178,13 @@ def run(world: str, scenario: str, agent: str, synth: str, frames: int | None, s
     sim = make_world(world, spec, seed, cameras=cameras, style=style, weather=weather,
                      host=host, port=port, timeout=timeout, carla_map=carla_map)
     n = frames if frames is not None else spec.frames
-    loop = ClosedLoop(sim, agent_obj, synthesizer, viewer=viewer,
+    loop = ClosedLoop(sim, agent_obj, synthesizer, taps=taps, viewer=viewer,
                       realtime=viewer is not None and not getattr(viewer, "headless", True))
     bar = None
     if not quiet and sys.stderr.isatty():
         from tqdm import tqdm
 
-        bar = tqdm(total=n, unit="frame", desc="drivesim run", file=sys.stderr)
+        bar = tqdm(total=n, unit="frame", desc=f"drivesim {'record' if record_path else 'run'}", file=sys.stderr)
     with sim:
         try:
             result = loop.run(n, seed=seed, stop_at_route_end=frames is None,
@@ -117,6 +196,8 @@ def run(world: str, scenario: str, agent: str, synth: str, frames: int | None, s
             synthesizer.close()
     summary = result.summary
     summary["scenario"] = spec.name
+    if record_path is not None:
+        summary["recording"] = str(record_path)
     if summary_path is not None:
         _write_json(summary_path, summary)
     click.echo(
@@ -125,9 +206,65 @@ def run(world: str, scenario: str, agent: str, synth: str, frames: int | None, s
         f"{summary['distance_m']:.1f} m driven, route {100 * summary['route_completion']:.0f}% "
         f"of {summary['route_length_m']:.0f} m, {summary['collisions']} collisions, "
         f"{summary['lane_invasions']} lane invasions"
+        + (f"; recorded to {record_path}" if record_path is not None else "")
     )
     if result.interrupted:
         sys.exit(130)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--repair", is_flag=True,
+              help="Trim an interrupted recording to its last whole frame and mark it complete.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def inspect(file: Path, repair: bool, as_json: bool) -> None:
+    """Summarize a session file (cameras, frames, duration, distance, events, completeness)."""
+    from .recorders import inspect_session, repair_session
+
+    info = inspect_session(file)
+    if repair and not info["complete"]:
+        kept = repair_session(file)
+        click.echo(f"repaired {file}: kept {kept} whole frames, marked complete", err=True)
+        info = inspect_session(file)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    click.echo(_describe_session(info))
+    if not info["complete"]:
+        sys.exit(1)
+
+
+def _describe_session(info: dict) -> str:
+    state = "complete" if info["complete"] else "INCOMPLETE (interrupted; `drivesim inspect --repair` trims it)"
+    lines = [
+        f"{info['path']}: {state}",
+        f"  {info['frames']} frames, {info['duration_s']:.1f} s at {info['fps']:g} fps, "
+        f"{info['distance_m']:.1f} m driven, {info['bytes'] / 1e6:.1f} MB",
+        f"  world {info['world']} map {info['map']} seed {info['seed']} style {info['style']} "
+        f"weather {info['weather']} agent {info['agent']} synth {info['synth']}",
+        "  events: " + ", ".join(f"{k} {v}" for k, v in info["events"].items()),
+    ]
+    for name, cam in info["cameras"].items():
+        streams = ", ".join(f"{k} {'x'.join(map(str, v['shape']))} {v['dtype']} ({v['codec']})"
+                            for k, v in cam["streams"].items())
+        lines.append(f"  camera {name} {cam['size'][0]}x{cam['size'][1]} fov {cam['fov']:g}: {streams}")
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["cityscapes"]), default="cityscapes", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder.")
+@click.option("--camera", default=None, help="Camera to export [default: the first].")
+@click.option("--split", default="train", show_default=True, help="Cityscapes split folder name.")
+@click.option("--city", default="drivesim", show_default=True, help="Cityscapes city name (file prefix).")
+@click.option("--every", type=int, default=1, show_default=True, help="Export every n-th frame.")
+def export(file: Path, fmt: str, out: Path, camera: str | None, split: str, city: str, every: int) -> None:
+    """Export a session to another dataset layout (Cityscapes: leftImg8bit/ and gtFine/)."""
+    from .recorders.export import export_cityscapes
+
+    n = export_cityscapes(file, out, camera=camera, split=split, city=city, every=every)
+    click.echo(f"exported {n} frames of {file} to {out} ({fmt} layout)")
 
 
 def _register_commands() -> None:

@@ -88,9 +88,10 @@ class ClosedLoop:
                     break
         except KeyboardInterrupt:
             interrupted = True
-        wall = time.perf_counter() - start
-        for tap in self.taps:
-            tap.on_close()
+        finally:  # taps close even when the world or the agent fails (recorders finish their file)
+            wall = time.perf_counter() - start
+            for tap in self.taps:
+                tap.on_close()
         summary = self.metrics.summary()
         summary.update(wall_seconds=round(wall, 4), fps=round(done / max(wall, 1e-9), 2),
                        terminated=terminated, interrupted=interrupted)
