@@ -13,9 +13,8 @@ import os
 import time
 
 from drivesim_carla.agents import make_agent
-from drivesim_carla.scenarios import load_scenario
-
 from drivesim_carla.loop import ClosedLoop
+from drivesim_carla.scenarios import load_scenario
 from drivesim_carla.synth import load_synthesizer
 from drivesim_carla.world import make_world
 

@@ -80,8 +80,8 @@ def _record_options(f):
         click.option("--overwrite", is_flag=True, help="Replace an existing recording."),
         click.option("--flush-interval", type=float, default=1.0, show_default=True,
                      help="Seconds between flushes to disk (what a crash can lose at most)."),
-        click.option("--rgb-codec", type=click.Choice(["zstd", "jpegls", "none"]), default="zstd",
-                     show_default=True, help="Compression of the rgb stream (jpegls: smaller, slower)."),
+        click.option("--codec", type=click.Choice(["zstd", "none"]), default="zstd", show_default=True,
+                     help="Compression of the recorded images."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -145,7 +145,7 @@ def _drive(*, world: str, scenario: str, agent: str, synth: str, frames: int | N
            width: int | None, height: int | None, style: str | None, weather: str | None,
            headless: bool, video: Path | None, summary_path: Path | None, quiet: bool,
            host: str, port: int, timeout: float, carla_map: str | None, record_path: Path | None,
-           overwrite: bool, flush_interval: float, rgb_codec: str, camera_spec: str | None = None) -> None:
+           overwrite: bool, flush_interval: float, codec: str, camera_spec: str | None = None) -> None:
     """One closed-loop episode: what `run` and `record` share."""
     from .agents import make_agent
     from .loop import ClosedLoop
@@ -166,7 +166,7 @@ def _drive(*, world: str, scenario: str, agent: str, synth: str, frames: int | N
     if record_path is not None:
         from .recorders import Recorder
 
-        taps.append(Recorder(record_path, flush_interval=flush_interval, rgb_codec=rgb_codec,
+        taps.append(Recorder(record_path, flush_interval=flush_interval, codec=codec,
                              overwrite=overwrite))
     synthesizer = load_synthesizer(synth)
     viewer = None

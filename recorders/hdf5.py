@@ -22,6 +22,7 @@ from pathlib import Path
 import h5py
 import hdf5plugin
 import numpy as np
+import zstandard
 
 from ..errors import DrivesimError
 from ..taps import RunInfo, Step
@@ -42,10 +43,11 @@ EGO_FIELDS = {"frame": ((), np.int64), "time": ((), np.float64), "transform": ((
               "velocity": ((3,), np.float32), "speed": ((), np.float32), "control": ((5,), np.float32),
               "applied_control": ((5,), np.float32), "route_progress": ((), np.float32),
               "route_completion": ((), np.float32)}
-# Compression per stream, chosen with benchmarks/bench_record.py (see the README): Zstandard at
-# level 1 is 2-10x faster than gzip for the same or smaller size on every stream. JPEG-LS
-# (lossless, `rgb_codec="jpegls"`) packs noisy textures 2-3x tighter but writes 4x slower.
-CODECS = {"zstd": hdf5plugin.Zstd(clevel=1), "jpegls": hdf5plugin.FciDecomp(), "none": {}}
+# Compression, chosen with benchmarks/bench_record.py (see the README): Zstandard at level 1
+# (hdf5plugin) wrote 2-10x faster than gzip at the same or a smaller size on every stream, and
+# smaller than LZ4 and Blosc-LZ4; `none` trades disk for the last bit of speed.
+CODECS = {"zstd": hdf5plugin.Zstd(clevel=1), "none": {}}
+ZSTD_LEVEL = 1
 
 
 def _stream_shape(spec: CameraSpec, stream: str) -> tuple[int, ...]:
@@ -74,14 +76,14 @@ class Recorder:
     """
 
     def __init__(self, path: str | Path, *, flush_interval: float = 1.0, queue_size: int = 16,
-                 rgb_codec: str = "zstd", overwrite: bool = False):
-        if rgb_codec not in CODECS:
-            raise DrivesimError(f"unknown rgb codec '{rgb_codec}'; valid: {', '.join(CODECS)}")
+                 codec: str = "zstd", overwrite: bool = False):
+        if codec not in CODECS:
+            raise DrivesimError(f"unknown codec '{codec}'; valid: {', '.join(CODECS)}")
         if flush_interval <= 0:
             raise DrivesimError(f"flush interval must be positive, got {flush_interval}")
         self.path = Path(path)
         self.flush_interval = flush_interval
-        self.rgb_codec = rgb_codec
+        self.codec = codec
         self.overwrite = overwrite
         check_target(self.path, overwrite)
         self.n_frames = 0
@@ -95,7 +97,7 @@ class Recorder:
     # ----- loop thread -----------------------------------------------------------------------
     def on_reset(self, info: RunInfo) -> None:
         self._cameras = list(info.cameras)
-        self._file = _create(self.path, info, self.rgb_codec)
+        self._file = _create(self.path, info, self.codec)
         self._thread = threading.Thread(target=self._write_loop, name="drivesim-recorder", daemon=True)
         self._thread.start()
 
@@ -122,23 +124,37 @@ class Recorder:
 
     # ----- writer thread ---------------------------------------------------------------------
     def _write_loop(self) -> None:
-        f = self._file
+        writer: _SessionWriter | None = None
         last_flush = time.monotonic()
         try:
+            writer = _SessionWriter(self._file, self._cameras, self.codec)
             while (item := self._queue.get()) is not None:
-                _append(f, item, self.n_frames, self._cameras)
-                self.n_frames += 1
+                writer.append(item)
+                self.n_frames = writer.n
                 if time.monotonic() - last_flush >= self.flush_interval:
-                    f.flush()
+                    writer.flush()
                     last_flush = time.monotonic()
-                    log.debug("flushed %d frames", self.n_frames)
+                    log.debug("flushed %d frames", writer.n)
+            writer.flush()
         except BaseException as e:  # noqa: BLE001 - handed to the loop's thread
             self._error, self._failed = e, True
+            self.n_frames = _salvage(writer)
             while self._queue.get() is not None:  # unblock the loop until it sees the error
                 pass
         finally:
-            f.close()
+            self._file.close()
             self._file = None
+
+
+def _salvage(writer: _SessionWriter | None) -> int:
+    """After a failure, try to flush the whole frames still buffered; return the frames on disk."""
+    if writer is None:
+        return 0
+    try:
+        writer.flush()
+    except Exception as e:  # noqa: BLE001 - the first error is the one reported
+        log.warning("could not flush the last frames after the failure: %s", e)
+    return writer.flushed
 
 
 def check_target(path: Path, overwrite: bool) -> None:
@@ -153,7 +169,7 @@ def check_target(path: Path, overwrite: bool) -> None:
         raise DrivesimError(f"cannot write to {path.parent}")
 
 
-def _create(path: Path, info: RunInfo, rgb_codec: str) -> h5py.File:
+def _create(path: Path, info: RunInfo, codec: str) -> h5py.File:
     """Create the file with every dataset, write the header, and switch to SWMR appending."""
     from .. import __version__
 
@@ -175,9 +191,8 @@ def _create(path: Path, info: RunInfo, rgb_codec: str) -> h5py.File:
                            streams=json.dumps(list(spec.streams)))
             for stream in spec.streams:
                 shape = _stream_shape(spec, stream)
-                codec = CODECS[rgb_codec] if stream == "rgb" else CODECS["zstd"]
                 g.create_dataset(stream, (0, *shape), STREAM_DTYPES[stream], maxshape=(None, *shape),
-                                 chunks=(1, *shape), **codec)
+                                 chunks=(1, *shape), **CODECS[codec])
             g.create_dataset("pose", (0, 6), np.float32, maxshape=(None, 6), chunks=(1024, 6))
         for name, (shape, dtype) in EGO_FIELDS.items():
             f.create_dataset(f"ego/{name}", (0, *shape), dtype, maxshape=(None, *shape), chunks=(1024, *shape))
@@ -193,41 +208,67 @@ def _create(path: Path, info: RunInfo, rgb_codec: str) -> h5py.File:
     return f
 
 
-def _put(d: h5py.Dataset, i: int, value) -> None:
-    d.resize(i + 1, axis=0)
-    d[i] = value
+class _SessionWriter:
+    """Appends frames to an open session (writer thread only).
 
+    Images are compressed here with `zstandard` (which releases the GIL, so the loop keeps
+    running) and stored with `write_direct_chunk`, one chunk per frame, bypassing HDF5's filter
+    pipeline; readers decompress them through the Zstd filter registered by `hdf5plugin`. The
+    small per-frame tables (ego, camera poses, events) are buffered and written at each flush,
+    so the ego table's length is the number of whole frames a crash leaves behind.
+    """
 
-def _append(f: h5py.File, item: _Item, i: int, cameras: list[CameraSpec]) -> None:
-    """Write frame `i`. The ego table's `frame` goes last: its length counts whole frames."""
-    frame = item.frame
-    for spec in cameras:
-        cam = frame.cameras[spec.name]
-        g = f["cameras"][spec.name]
-        for stream in spec.streams:
-            value = getattr(cam, stream)
+    def __init__(self, f: h5py.File, cameras: list[CameraSpec], codec: str):
+        self.f = f
+        self.zstd = zstandard.ZstdCompressor(level=ZSTD_LEVEL) if codec == "zstd" else None
+        self.images = [(spec.name, stream, f["cameras"][spec.name][stream], STREAM_DTYPES[stream])
+                       for spec in cameras for stream in spec.streams]
+        self.rows: dict[str, list] = {name: [] for name in self._tables()}
+        self.n = self.flushed = 0
+
+    def _tables(self) -> list[str]:
+        names = [f"ego/{k}" for k in EGO_FIELDS] + [f"events/{t}" for t in EVENT_TABLES.values()]
+        return names + [f"cameras/{name}/pose" for name in self.f["cameras"]]
+
+    def append(self, item: _Item) -> None:
+        frame, i = item.frame, self.n
+        for name, stream, d, dtype in self.images:
+            value = getattr(frame.cameras[name], stream)
             if value is None:
-                raise DrivesimError(f"camera '{spec.name}' delivered no {stream} at frame {frame.frame}")
-            _put(g[stream], i, value)
-        _put(g["pose"], i, cam.transform.as_array())
-    _write_events(f, frame, i)
-    ego, e = frame.ego, f["ego"]
-    rows = {"time": frame.time, "transform": ego.transform.as_array(), "velocity": ego.velocity,
-            "speed": ego.speed, "control": _control_row(item.control),
-            "applied_control": _control_row(ego.control), "route_progress": ego.route_progress,
-            "route_completion": ego.route_completion, "frame": frame.frame}
-    for name, value in rows.items():
-        _put(e[name], i, value)
+                raise DrivesimError(f"camera '{name}' delivered no {stream} at frame {frame.frame}")
+            data = np.ascontiguousarray(value, dtype)
+            if data.shape != d.shape[1:]:
+                raise DrivesimError(f"camera '{name}' {stream} has shape {data.shape}, the file {d.shape[1:]}")
+            d.resize(i + 1, axis=0)
+            d.id.write_direct_chunk((i,) + (0,) * data.ndim, self.zstd.compress(data) if self.zstd else data.tobytes())
+        for name, cam in frame.cameras.items():
+            if f"cameras/{name}/pose" in self.rows:
+                self.rows[f"cameras/{name}/pose"].append(cam.transform.as_array())
+        ego = frame.ego
+        for key, value in (("time", frame.time), ("transform", ego.transform.as_array()), ("velocity", ego.velocity),
+                           ("speed", ego.speed), ("control", _control_row(item.control)),
+                           ("applied_control", _control_row(ego.control)), ("route_progress", ego.route_progress),
+                           ("route_completion", ego.route_completion), ("frame", frame.frame)):
+            self.rows[f"ego/{key}"].append(value)
+        for e in frame.events:
+            self.rows[f"events/{EVENT_TABLES[e.kind]}"].append(
+                (i, e.frame, e.other_id, e.other_type.encode()[:32], e.impulse, *e.location))
+        self.n += 1
 
-
-def _write_events(f: h5py.File, frame: Frame, i: int) -> None:
-    for event in frame.events:
-        table = f["events"][EVENT_TABLES[event.kind]]
-        row = np.array([(i, event.frame, event.other_id, event.other_type.encode()[:32], event.impulse,
-                         *event.location)], EVENT_DTYPE)
-        n = len(table)
-        table.resize(n + 1, axis=0)
-        table[n] = row[0]
+    def flush(self) -> None:
+        """Write the buffered table rows (the ego table last) and flush the file to disk."""
+        for name in sorted(self.rows, key=lambda k: k == "ego/frame"):
+            rows = self.rows[name]
+            if not rows:
+                continue
+            d = self.f[name]
+            block = np.array(rows, EVENT_DTYPE) if name.startswith("events/") else np.asarray(rows, d.dtype)
+            start = len(d)
+            d.resize(start + len(block), axis=0)
+            d[start:] = block
+            rows.clear()
+        self.f.flush()
+        self.flushed = self.n
 
 
 def _finish(path: Path, n_frames: int) -> None:
@@ -345,7 +386,7 @@ def inspect_session(path: str | Path) -> dict:
 
 
 def _codec_name(d: h5py.Dataset) -> str:
-    ids = {hdf5plugin.ZSTD_ID: "zstd", hdf5plugin.FCIDECOMP_ID: "jpegls"}
+    ids = {hdf5plugin.ZSTD_ID: "zstd"}
     plist = d.id.get_create_plist()
     names = [ids.get(plist.get_filter(k)[0], str(plist.get_filter(k)[0])) for k in range(plist.get_nfilters())]
     return "+".join(names) or "none"

@@ -1,7 +1,7 @@
 import pytest
-from drivesim_carla.scenarios import builtin_names, load_scenario
 
 from drivesim_carla.errors import DrivesimError
+from drivesim_carla.scenarios import builtin_names, load_scenario
 
 
 def test_builtins_load_and_validate():

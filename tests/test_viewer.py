@@ -13,8 +13,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pygame  # noqa: E402
 import pytest  # noqa: E402
-from drivesim_carla.agents.manual import ManualAgent  # noqa: E402
 
+from drivesim_carla.agents.manual import ManualAgent  # noqa: E402
 from drivesim_carla.errors import DrivesimError  # noqa: E402
 from drivesim_carla.labels import CARLA_PALETTE, Tag  # noqa: E402
 from drivesim_carla.route import Route, Waypoint  # noqa: E402

@@ -2,12 +2,12 @@ import math
 
 import numpy as np
 import pytest
+
 from drivesim_carla.agents import make_agent
 from drivesim_carla.agents.base import Observation
-from drivesim_carla.scenarios import load_scenario, parse_scenario
-
 from drivesim_carla.errors import DrivesimError
 from drivesim_carla.labels import Tag
+from drivesim_carla.scenarios import load_scenario, parse_scenario
 from drivesim_carla.types import CameraSpec, Control
 from drivesim_carla.world import make_world
 from drivesim_carla.world.dynamics import BicycleState

@@ -50,7 +50,7 @@ def flow_coefficients(origin: np.ndarray, rot: np.ndarray, prev_w2c: np.ndarray,
     return out
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def flow_kernel(f, zbuf, fid, box_motion, coef, out):
     """zbuf: 1/depth (the sky holds 1/far); box_motion: (N,) row of `coef` per box (0: static);
     coef: see `flow_coefficients`; out: (h, w, 2) float32."""

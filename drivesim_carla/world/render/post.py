@@ -74,7 +74,7 @@ def tone_lut(textured: bool, exposure: float) -> np.ndarray:
     return np.ascontiguousarray(np.clip(y * 255.0, 0.0, 255.0), np.float32)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def _hblur_row(col, i, wc, ws, ring, slot):
     w = col.shape[1]
     for j in range(w):
@@ -84,7 +84,7 @@ def _hblur_row(col, i, wc, ws, ring, slot):
             ring[slot, j, k] = wc * col[i, j, k] + ws * (col[i, jl, k] + col[i, jr, k])
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def finish(col, out, lut, blur, vignette, noise, noise_amp, row_off, streaks, rain,
            soff_i, soff_j, streak_color, ring):
     """Linear colour (h w 3) float32 -> display (h w 3) uint8.

@@ -79,7 +79,7 @@ def pack_boxes(boxes: Boxes, seed: int = 0) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def _clip_near(px, py, pz, n, near, qx, qy, qz):
     """Sutherland-Hodgman clip of a camera-space polygon against X >= near. Returns the count."""
     m = 0
@@ -103,14 +103,14 @@ def _clip_near(px, py, pz, n, near, qx, qy, qz):
     return m
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def _project(qx, qy, qz, m, f, cx, cy, us, vs):
     for k in range(m):
         us[k] = cx + f * qy[k] / qx[k]
         vs[k] = cy - f * qz[k] / qx[k]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def _row_range(vs, m, h):
     """Rows whose pixel centre lies in [vmin, vmax) of the polygon, clamped to the image."""
     vmin = vs[0]
@@ -125,7 +125,7 @@ def _row_range(vs, m, h):
     return i0, i1
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def _span(us, vs, m, vc, w):
     """Columns whose pixel centre lies in [xl, xr) where the convex polygon crosses row vc."""
     xl = 1e30
@@ -152,7 +152,7 @@ def _span(us, vs, m, vc, w):
     return j0, j1
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def _hull(px, py, n, hx, hy):
     """Convex hull (monotone chain) of n <= 16 points; returns the vertex count (cyclic order)."""
     # insertion sort by (x, y)
@@ -187,7 +187,7 @@ def _hull(px, py, n, hx, hy):
     return m - 1
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def _ground_polygon_to_screen(gx, gy, n, origin, rot, f, cx, cy, us, vs):
     """World ground polygon (z = 0) -> clipped screen polygon; returns the vertex count."""
     px = np.empty(8)
@@ -214,7 +214,7 @@ def _ground_polygon_to_screen(gx, gy, n, origin, rot, f, cx, cy, us, vs):
 # --------------------------------------------------------------------------------------------
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def rasterize(origin, rot, f, far, boxes, zbuf, fid):
     """Fill `zbuf` (1/depth) and `fid` with the ground plane, the sky and every box face.
 
@@ -347,7 +347,7 @@ def rasterize(origin, rot, f, far, boxes, zbuf, fid):
 # --------------------------------------------------------------------------------------------
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def ground_decals(origin, rot, f, boxes, first, sun, shadows, headlights, zbuf, fid,
                   gsun, gao, glight):
     """Contact occlusion and sun shadows of the dynamic boxes `boxes[first:]` on the ground, and
@@ -480,7 +480,7 @@ def ground_decals(origin, rot, f, boxes, first, sun, shadows, headlights, zbuf, 
 # --------------------------------------------------------------------------------------------
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def bake_shadows(boxes, sun, ox, oy, res, zmax, ao):
     """Top-down rasters of the static scene.
 
@@ -594,7 +594,7 @@ def bake_shadows(boxes, sun, ox, oy, res, zmax, ao):
                         ao[i, j] = v
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def bake_lamps(pos, color, radius, ox, oy, res, out):
     """Light that street lamps pour on the ground: out[r, c, :] (linear RGB irradiance)."""
     nr, nc, _ = out.shape

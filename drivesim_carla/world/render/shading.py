@@ -125,7 +125,7 @@ def _tex(tex, ch, x, y):
     return tex[ch, int(math.floor(y)) & 255, int(math.floor(x)) & 255]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def _texb(tex, ch, x, y):
     """Bilinear sample of tileable noise channel `ch` at texel coordinates (x, y)."""
     fx = math.floor(x)
@@ -160,7 +160,7 @@ def _smooth(e0, e1, x):
     return t * t * (3.0 - 2.0 * t)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def _sun_visibility(zmax, ox, oy, inv_res, x, y, z, kx, ky, bias):
     """1 where the static scene does not hide the sun from (x, y, z), 0 in shadow (soft edges)."""
     nr, nc = zmax.shape
@@ -182,7 +182,7 @@ def _sun_visibility(zmax, ox, oy, inv_res, x, y, z, kx, ky, bias):
     return 1.0 - (top + ay * (bot - top))
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def _lamp_light(lamp, ox, oy, inv_res, x, y):
     """Bilinear sample of the baked street-lamp light (3 channels) at world (x, y)."""
     nr, nc, _ = lamp.shape
@@ -209,7 +209,7 @@ def _lamp_light(lamp, ox, oy, inv_res, x, y):
 # --------------------------------------------------------------------------------------------
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def _sky(style, wp, tex, dx, dy, dz):
     """Sky colour (linear RGB) seen along the world direction (dx, dy, dz)."""
     inv = 1.0 / math.sqrt(dx * dx + dy * dy + dz * dz)
@@ -602,7 +602,7 @@ def _box_textured(boxes, bi, mat, br, bg, bb, face, s, t, wdt, hgt, bottom, fp, 
 # --------------------------------------------------------------------------------------------
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def shade(style, wp, origin, rot, f, far, zbuf, fid, boxes, ground, gparams, gtag,
           galbedo, balbedo, bemit, usecolor, zmax, ao, sparams, lamp, lparams,
           gsun, gao, glight, tex, foglut, want, sem, depth, inst, col):
@@ -887,7 +887,7 @@ def shade(style, wp, origin, rot, f, far, zbuf, fid, boxes, ground, gparams, gta
             col[i, j, 2] = b
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def glows(origin, rot, f, zbuf, points, colors, radius, facing, fog, col):
     """Add the glow of light sources (lamp heads, headlights) to `col`, where not hidden.
 
