@@ -52,7 +52,7 @@ def test_run_bar_video_summary_and_repeatability(tmp_path):
         (["--height", "-3"], "--height -3 is invalid"),
         (["--frames", "0"], "--frames must be at least 1"),
         (["--synth", "missing_dir"], "synthesizer not found: missing_dir"),
-        (["--world", "carla"], "carla backend is not available yet"),
+        (["--world", "carla", "--port", "1", "--timeout", "2"], "no CARLA server answers at 127.0.0.1:1"),
         (["--frames", "many"], "'many' is not a valid integer"),
         (["--summary", "/nonexistent/dir/s.json"], "does not exist"),
         (["--scenario", "broken.yaml"], "scenario file not found"),

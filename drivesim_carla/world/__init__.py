@@ -24,8 +24,10 @@ def make_world(name: str, scenario: Scenario, seed: int = 0, *,
 
         return EmbeddedWorld(scenario, seed, cameras=cameras, style=style, weather=weather)
     if name == "carla":
-        raise DrivesimError("the carla backend is not available yet (it lands with the CARLA "
-                            "integration issue); use --world embedded")
+        from .carla_world import CarlaWorld  # imports `carla` lazily, only for this backend
+
+        return CarlaWorld(scenario, seed, cameras=cameras, style=style, weather=weather, host=host,
+                          port=port, timeout=timeout, carla_map=carla_map)
     raise DrivesimError(f"unknown world '{name}'; valid: {', '.join(WORLDS)}")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -43,6 +44,15 @@ MARKINGS = {
 }
 
 
+@dataclass
+class Scene:
+    """The moving part of one frame, as the renderer takes it."""
+
+    dynamic: Boxes  # vehicles, pedestrians, lit lamps
+    motion: dict[int, np.ndarray] | None  # instance -> 4x4 now -> one frame ago (None: no past)
+    headlights: np.ndarray | None  # (n 4) x, y, z, yaw of each vehicle with lights on
+
+
 def _matrix(x: float, y: float, yaw: float) -> np.ndarray:
     c, s = math.cos(yaw), math.sin(yaw)
     m = np.eye(4)
@@ -76,7 +86,10 @@ class EmbeddedWorld(World):
         self._renderer_key = None
 
     # ----- episode --------------------------------------------------------------------------
-    def reset(self, seed: int | None = None) -> Frame:
+    def reset(self, seed: int | None = None, *, start: Transform | None = None) -> Frame:
+        """Start an episode with the ego at a seeded spawn point, or at `start` (x, y and yaw
+        count; a pose within 1 cm and 0.1 degrees of a spawn point is that spawn point, so the
+        seeded spawn point given as `start` gives the same episode as no `start`)."""
         from .town import build_town
 
         if seed is not None:
@@ -87,15 +100,18 @@ class EmbeddedWorld(World):
         self.graph = LaneGraph(self.town.lanes)
         rng = np.random.default_rng([self.seed, 7919])
         seg, s = self.town.spawn_points[int(rng.integers(len(self.town.spawn_points)))]
-        self.route = plan_route(self.town, self.graph, seg, s, self.scenario.ego.route_length, rng)
         x, y, yaw = self.graph.pose(seg, s)
+        if start is not None:
+            seg, s, (x, y, yaw) = self._place(start)
+        self.route = plan_route(self.town, self.graph, seg, s, self.scenario.ego.route_length, rng)
         self.ego = BicycleState(x, y, yaw, 0.0)
         t = self.scenario.traffic
         self.traffic = Traffic(self.town, self.graph, rng, vehicles=t.vehicles, parked=t.parked,
                                pedestrians=t.pedestrians, jaywalkers=t.jaywalkers, avoid=(x, y),
                                speed_limit=self.scenario.ego.target_speed / 3.6)
         self._static_obstacles = self._collect_static()
-        self._make_renderer()
+        if self.cameras:
+            self._make_renderer()
         self.frame_id = 0
         self.time = 0.0
         self.progress = 0.0
@@ -106,6 +122,24 @@ class EmbeddedWorld(World):
         self.prev_poses: dict[int, tuple[float, float, float]] | None = None
         self.prev_cams: dict[str, Transform] = {}
         return self._frame([])
+
+    def _place(self, start: Transform) -> tuple[int, float, tuple[float, float, float]]:
+        """Lane segment, distance along it and exact pose (x, y, yaw rad) for a start pose: a
+        spawn point it matches, else the nearest lane point heading within 90 degrees of it."""
+        yaw = math.radians(start.yaw)
+        for seg, s in self.town.spawn_points:
+            x, y, h = self.graph.pose(seg, s)
+            turn = abs(math.remainder(h - yaw, 2 * math.pi))
+            if math.hypot(x - start.x, y - start.y) < 0.01 and turn < math.radians(0.1):
+                return seg, s, (x, y, h)
+        best = (math.inf, 0, 0.0)
+        for seg, lane in self.town.lanes.items():
+            d = np.hypot(lane.points[:, 0] - start.x, lane.points[:, 1] - start.y)
+            k = int(np.argmin(d))
+            h = self.graph.pose(seg, float(self.graph.s[seg][k]))[2]
+            if d[k] < best[0] and abs(math.remainder(h - yaw, 2 * math.pi)) < math.pi / 2:
+                best = (float(d[k]), seg, float(self.graph.s[seg][k]))
+        return best[1], best[2], (start.x, start.y, math.atan2(math.sin(yaw), math.cos(yaw)))
 
     def tick(self, control: Control) -> Frame:
         if self.town is None:
@@ -260,12 +294,12 @@ class EmbeddedWorld(World):
 
     # ----- rendering ------------------------------------------------------------------------
     def _make_renderer(self) -> None:
-        if not self.cameras:
-            self.renderer = None
-            return
+        """(Re)build the renderer when the static scene or its look changed; the static scene is
+        baked once per town, seed, parked cars, style and weather."""
         from .render import Renderer
 
-        key = (self.town.seed, self.seed, self.style, self.weather)
+        key = (self.town.seed, self.seed, self.style, self.weather,
+               self.traffic.parked.center.tobytes())
         if self._renderer_key != key:
             static = Boxes.concat([self.town.static, self.traffic.parked])
             self.renderer = Renderer(self.town.ground, static, self.town.lights, style=self.style,
@@ -279,11 +313,16 @@ class EmbeddedWorld(World):
     def _render(self) -> dict[str, CameraData]:
         if not self.cameras:
             return {}
-        from .render import Motion
+        scene = self._scene(motion=any("flow" in spec.streams for spec in self.cameras))
+        return {spec.name: self._render_camera(spec, self._camera_pose(spec),
+                                               self.prev_cams.get(spec.name), scene)
+                for spec in self.cameras}
 
-        dynamic = self.traffic.boxes()
+    def _scene(self, motion: bool = True) -> Scene:
+        """What moves in this frame: the traffic's boxes, their motion since the last frame (for
+        optical flow; skipped without `motion`) and the headlights (ego first)."""
         motion_objects = None
-        if self.prev_poses is not None:
+        if motion and self.prev_poses is not None:
             now = self.traffic.poses()
             motion_objects = {k: _matrix(*self.prev_poses[k]) @ np.linalg.inv(_matrix(*p))
                               for k, p in now.items() if k in self.prev_poses}
@@ -292,17 +331,22 @@ class EmbeddedWorld(World):
             rows = [(self.ego.x, self.ego.y, 0.7, self.ego.yaw)]
             rows += [(v.x, v.y, 0.7, v.yaw) for v in self.traffic.vehicles]
             headlights = np.array(rows, np.float64)
-        out = {}
-        for spec in self.cameras:
-            pose = self._camera_pose(spec)
-            motion = None
-            if motion_objects is not None and spec.name in self.prev_cams:
-                motion = Motion(self.prev_cams[spec.name], motion_objects)
-            images = self.renderer.render(spec, pose, dynamic, frame=self.frame_id,
-                                          streams=spec.streams, motion=motion,
-                                          headlights=headlights)
-            out[spec.name] = CameraData(spec, pose, **images)
-        return out
+        return Scene(self.traffic.boxes(), motion_objects, headlights)
+
+    def _render_camera(self, spec: CameraSpec, pose: Transform, prev_pose: Transform | None,
+                       scene: Scene) -> CameraData:
+        """One camera at world pose `pose` (`prev_pose`: where it was one frame ago, for flow)."""
+        from .render import Motion
+
+        if self.renderer is None:
+            self._make_renderer()
+        motion = None
+        if scene.motion is not None and prev_pose is not None:
+            motion = Motion(prev_pose, scene.motion)
+        images = self.renderer.render(spec, pose, scene.dynamic, frame=self.frame_id,
+                                      streams=spec.streams, motion=motion,
+                                      headlights=scene.headlights)
+        return CameraData(spec, pose, **images)
 
     # ----- frame ----------------------------------------------------------------------------
     def _frame(self, events: list[Event]) -> Frame:
