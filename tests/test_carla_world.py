@@ -362,6 +362,12 @@ def _free_port() -> int:
                 continue
 
 
+def _sigint_default() -> None:
+    """Children get a default Ctrl-C: a test run started in the background (`pytest &` in a
+    script) ignores SIGINT, and every child would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _drivesim(*args, timeout=300):
     env = dict(os.environ, SDL_VIDEODRIVER="dummy", SDL_AUDIODRIVER="dummy")
     return subprocess.run([sys.executable, "-m", "drivesim_carla.cli", *args], capture_output=True,
@@ -370,7 +376,7 @@ def _drivesim(*args, timeout=300):
 
 def _python(script, *args, timeout=300):
     return subprocess.run([sys.executable, str(CLIENTS / script), *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, preexec_fn=_sigint_default)
 
 
 @pytest.fixture(scope="module")
@@ -430,13 +436,16 @@ def test_ctrl_c_on_drivesim_run_leaves_the_server_as_found(serve, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "drivesim_carla.cli", "run", "--world", "carla",
                              "--port", str(serve), "--frames", "100000", "--headless", "--width",
                              "64", "--height", "32", "--summary", str(tmp_path / "s.json")],
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_sigint_default)
     deadline = time.monotonic() + 120
     while not any(t.startswith("sensor.camera") for t in _state(serve)["actors"].values()):
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
     time.sleep(1.0)  # driving now
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()  # a client that ignored Ctrl-C must not go on ticking the shared server
     assert proc.returncode == 130, err
     s = json.loads((tmp_path / "s.json").read_text())
     assert s["interrupted"] and s["frames"] > 10
