@@ -8,7 +8,7 @@
    first frame handed over until the last byte is written and the file closed.
 2. Reads: random 8-frame clips (rgb, semantic, depth) from the session against the PNG folder.
 3. Loop cost: `drivesim run --headless --frames N` with and without `--record` (whole command
-   wall time and loop fps, best of 3 alternating runs).
+   wall time and loop fps, best of 5 alternating runs).
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def loop_cost(frames: int, seed: int, tmp: Path) -> None:
     base = [sys.executable, "-m", "drivesim_carla.cli", "run", "--headless", "--quiet", "--frames", str(frames),
             "--seed", str(seed)]
     results: dict[str, list[tuple[float, float]]] = {"run": [], "run --record": []}
-    for k in range(3):
+    for k in range(5):
         for name in results:
             extra = ["--record", str(tmp / f"loop{k}.h5")] if "record" in name else []
             summary = tmp / f"s{k}.json"
@@ -116,7 +116,7 @@ def loop_cost(frames: int, seed: int, tmp: Path) -> None:
             results[name].append((time.perf_counter() - t0, json.loads(summary.read_text())["fps"]))
     wall = {k: min(w for w, _ in v) for k, v in results.items()}
     fps = {k: statistics.median(f for _, f in v) for k, v in results.items()}
-    print(f"\nloop cost, {frames} frames 256x512 rgb+semantic+depth (best of 3 wall, median loop fps):")
+    print(f"\nloop cost, {frames} frames 256x512 rgb+semantic+depth (best of 5 alternating runs' wall, median loop fps):")
     for name in results:
         print(f"  drivesim {name:13s} wall {wall[name]:6.2f} s   loop {fps[name]:6.1f} fps")
     print(f"  recording adds {100 * (wall['run --record'] / wall['run'] - 1):+.1f}% wall time "

@@ -270,3 +270,18 @@ def test_consistent_frames_of_a_complete_file(tmp_path_factory):
     with h5py.File(path, "r") as f:
         assert consistent_frames(f) == 20
     assert repair_session(path) == 20  # nothing to repair
+
+
+def test_float16_storage_is_numpys_cast_bit_for_bit():
+    """The fast OpenCV path for depth and flow rounds exactly as numpy does, edge cases included."""
+    rng = np.random.default_rng(1)
+    values = np.concatenate([
+        rng.standard_normal(4000) * 1000, rng.standard_normal(1000) * 1e-6,  # normal and subnormal halves
+        [65504.0, 65520.0, 1e6, -1e6, 0.0, -0.0, 1000.0, 2049.0, 2051.0, 1 + 2**-11, 1 + 3 * 2**-11],  # ties, overflow
+    ]).astype(np.float32)
+    for shape in ((len(values),), (len(values) // 2, 2)):
+        a = values[: np.prod(shape)].reshape(shape)
+        got = rec_hdf5._stored(a, np.float16)
+        assert got.dtype == np.float16 and got.shape == a.shape
+        with np.errstate(over="ignore"):
+            assert np.array_equal(got.view(np.uint16), a.astype(np.float16).view(np.uint16))
