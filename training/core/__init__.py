@@ -1,0 +1,1 @@
+"""What every model family shares: configs, registries, checkpoints, inputs, losses, the trainer."""
