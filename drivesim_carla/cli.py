@@ -269,8 +269,11 @@ def export(file: Path, fmt: str, out: Path, camera: str | None, split: str, city
 
 def _register_commands() -> None:
     from .serve.command import serve
+    from .training.commands import convert, train
 
     cli.add_command(serve)
+    cli.add_command(train)
+    cli.add_command(convert)
 
 
 _register_commands()

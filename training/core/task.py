@@ -13,8 +13,10 @@ from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
 from .config import TrainConfig
+from .data import Sources, paired_datasets
 from .inputs import InputSpec, encode_input
 
 
@@ -33,6 +35,11 @@ class Task(nn.Module):
     def input_spec(cls, config: TrainConfig) -> InputSpec:
         """The generator's input; its label space and instance edges decide what the dataset loads."""
         raise NotImplementedError
+
+    @classmethod
+    def datasets(cls, config: TrainConfig, sources: Sources) -> tuple[Dataset, Dataset | None]:
+        """(train, held-out) datasets; label -> image pairs unless a family says otherwise."""
+        return paired_datasets(config, cls.input_spec(config), sources)
 
     def encode(self, batch: dict) -> Tensor:
         """The generator input of a batch (`b c h w`)."""
@@ -61,6 +68,14 @@ class Task(nn.Module):
     def generate(self, batch: dict) -> Tensor:
         """Synthesized images `b 3 h w` in [-1, 1] for a batch (evaluation, image logs)."""
         raise NotImplementedError
+
+    @torch.no_grad()
+    def evaluate(self, batch: dict) -> dict[str, Tensor]:
+        """Per-sample metrics of the held-out batch (`b`-shaped tensors): PSNR, SSIM, L1."""
+        from ..metrics import psnr, ssim
+
+        fake, real = self.generate(batch).float(), batch["image"].float()
+        return {"psnr": psnr(fake, real), "ssim": ssim(fake, real), "l1": (fake - real).abs().mean((1, 2, 3))}
 
     def visuals(self, batch: dict, fake: Tensor) -> dict[str, Tensor]:
         """Named `b 3 h w` images in [-1, 1] for the image grid: input, synthesized, real."""

@@ -1,0 +1,81 @@
+"""`drivesim train` and `drivesim convert`."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import DrivesimError
+
+log = logging.getLogger(__name__)
+
+
+@click.command()
+@click.argument("family")
+@click.option("--data", "data", multiple=True, type=click.Path(path_type=Path),
+              help="A session file (.h5) or a folder of sessions; repeat for more.")
+@click.option("--cityscapes", type=click.Path(path_type=Path), default=None,
+              help="Root of a Cityscapes-style folder (leftImg8bit/, gtFine/) to train on too.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="YAML file of options (unknown keys are errors).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override one option, e.g. --set steps=50 --set lambda_vgg=0.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Run directory (checkpoints, model/, TensorBoard logs).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(family: str, data: tuple[Path, ...], cityscapes: Path | None, config_path: Path | None,
+          overrides: tuple[str, ...], out: Path, resume: bool, quiet: bool) -> None:
+    """Train a model family (pix2pix, spade, semdisc) on recordings and/or Cityscapes."""
+    from .core.config import load_config, parse_overrides
+    from .core.data import Sources
+    from .core.registry import FAMILIES, resolve
+    from .core.trainer import Trainer, load_run_config
+
+    task_cls = resolve(FAMILIES, family, "model family")
+    extra = parse_overrides(overrides)
+    if resume:
+        if config_path is not None:
+            raise DrivesimError("--resume continues with the run's saved config; drop --config (--set may change "
+                                "steps)")
+        config, saved = load_run_config(task_cls, out, extra)
+        if not data and cityscapes is None:
+            data = tuple(Path(p) for p in saved.get("data", []))
+            cityscapes = Path(saved["cityscapes"]) if saved.get("cityscapes") else None
+    else:
+        config = load_config(task_cls.Config, config_path, extra)
+    sources = Sources(tuple(data), cityscapes)
+    trainer = Trainer(task_cls, config, out, sources, resume=resume, progress=not quiet and sys.stderr.isatty())
+    summary = trainer.fit()
+    ev = ", ".join(f"{k} {v:.4g}" for k, v in summary["eval"].items())
+    click.echo(f"trained {family} for {summary['steps']} steps in {summary['seconds']:.0f} s on "
+               f"{summary['device']}" + (f"; held-out {ev}" if ev else "") + f"; model in {out / 'model'}")
+
+
+@click.command()
+@click.argument("family")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Model directory to write (config.json + model.safetensors).")
+@click.option("--preset", default=None, help="What the checkpoint cannot say itself, e.g. cityscapes.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing model directory.")
+def convert(family: str, source: Path, out: Path, preset: str | None, overwrite: bool) -> None:
+    """Convert a reference implementation's .pth checkpoint into a drivesim model directory."""
+    from .core.checkpoint import CONFIG_NAME, from_pretrained, load_reference_checkpoint, save_pretrained
+    from .core.registry import CONVERTERS, resolve
+
+    converter = resolve(CONVERTERS, family, "checkpoint family")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise DrivesimError(f"--out {out} already holds files; pass --overwrite or choose a new folder")
+    if out.exists() and not overwrite and (out / CONFIG_NAME).exists():
+        raise DrivesimError(f"--out {out} is a model directory; pass --overwrite to replace it")
+    state = load_reference_checkpoint(source)
+    converted = converter(state, preset=preset)
+    meta = {**converted.meta, "source_file": source.name}
+    save_pretrained(converted.net, out, network=converted.network, meta=meta)
+    net = from_pretrained(out)  # what users will load: check it builds and loads
+    n = sum(p.numel() for p in net.parameters())
+    click.echo(f"converted {source} ({family}) -> {out}: {converted.network}, {n / 1e6:.1f} M parameters")

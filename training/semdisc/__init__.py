@@ -1,0 +1,1 @@
+"""semdisc model family."""
