@@ -44,9 +44,10 @@ EGO_FIELDS = {"frame": ((), np.int64), "time": ((), np.float64), "transform": ((
               "velocity": ((3,), np.float32), "speed": ((), np.float32), "control": ((5,), np.float32),
               "applied_control": ((5,), np.float32), "route_progress": ((), np.float32),
               "route_completion": ((), np.float32)}
-# Compression, chosen with benchmarks/bench_record.py (see the README): Zstandard at level 1
-# (hdf5plugin) wrote 2-10x faster than gzip at the same or a smaller size on every stream, and
-# smaller than LZ4 and Blosc-LZ4; `none` trades disk for the last bit of speed.
+# Compression, chosen with `benchmarks/bench_record.py --codecs 200`: Zstandard at level 1
+# (hdf5plugin) wrote 2-7x faster than gzip-1, smaller on every stream of the flat style (gzip-1
+# is ~13% smaller on textured rgb only), and smaller than LZ4 and Blosc-LZ4 on every stream;
+# `none` trades disk for the last bit of speed.
 CODECS = {"zstd": hdf5plugin.Zstd(clevel=1), "none": {}}
 ZSTD_LEVEL = 1
 
