@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -51,7 +53,12 @@ def _world_options(f):
                      help="Built-in scenario name or a YAML file."),
         click.option("--agent", default="autopilot", show_default=True, help="autopilot, manual, or module:Class."),
         click.option("--synth", default="none", show_default=True,
-                     help="none (the world's render) or a trained generator's run directory."),
+                     help="none (the world's render), or a run directory or converted model directory."),
+        click.option("--synth-device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+                     help="Where the generator runs (auto: CUDA when present)."),
+        click.option("--synth-precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto",
+                     show_default=True, help="Generator precision on CUDA (auto: bf16 when supported, else fp16)."),
+        click.option("--synth-compile", is_flag=True, help="torch.compile the generator (CUDA; slow first frame)."),
         click.option("--frames", type=int, default=None,
                      help="Ticks to run [default: the scenario's, ending early at the route's end]."),
         click.option("--seed", type=int, default=0, show_default=True, help="World and traffic seed."),
@@ -141,7 +148,18 @@ def _select_cameras(cameras: list, spec: str | None) -> list:
     return chosen
 
 
-def _drive(*, world: str, scenario: str, agent: str, synth: str, frames: int | None, seed: int,
+def _with_streams(camera, streams: tuple[str, ...]):
+    """The camera, also rendering what the synthesizer needs (a generator's semantic/instance input)."""
+    from dataclasses import replace
+
+    from .types import STREAMS
+
+    wanted = set(camera.streams) | set(streams)
+    return replace(camera, streams=tuple(s for s in STREAMS if s in wanted))
+
+
+def _drive(*, world: str, scenario: str, agent: str, synth: str, synth_device: str, synth_precision: str,
+           synth_compile: bool, frames: int | None, seed: int,
            width: int | None, height: int | None, style: str | None, weather: str | None,
            headless: bool, video: Path | None, summary_path: Path | None, quiet: bool,
            host: str, port: int, timeout: float, carla_map: str | None, record_path: Path | None,
@@ -168,7 +186,8 @@ def _drive(*, world: str, scenario: str, agent: str, synth: str, frames: int | N
 
         taps.append(Recorder(record_path, flush_interval=flush_interval, codec=codec,
                              overwrite=overwrite))
-    synthesizer = load_synthesizer(synth)
+    synthesizer = load_synthesizer(synth, device=synth_device, precision=synth_precision, compile=synth_compile)
+    cameras[0] = _with_streams(cameras[0], synthesizer.streams)
     viewer = None
     if not headless or video is not None:
         from .viewer import Viewer
@@ -270,17 +289,26 @@ def export(file: Path, fmt: str, out: Path, camera: str | None, split: str, city
 def _register_commands() -> None:
     from .serve.command import serve
     from .training.commands import convert, train
+    from .training.eval_command import eval_group
 
     cli.add_command(serve)
     cli.add_command(train)
     cli.add_command(convert)
+    cli.add_command(eval_group)
 
 
 _register_commands()
 
 
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors become one line on stderr and exit status 2."""
+    """Entry point: user errors become one line on stderr and exit status 2. SIGTERM (timeout,
+    docker stop, batch pools) unwinds like Ctrl-C, so a CARLA server gets its settings back."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         cli.main(args=argv, prog_name="drivesim", standalone_mode=False)
     except DrivesimError as e:

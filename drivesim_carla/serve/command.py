@@ -4,7 +4,6 @@ server load when the command runs."""
 from __future__ import annotations
 
 import re
-import signal
 
 import click
 
@@ -20,10 +19,6 @@ def _town_seed(town: str | None) -> int | None:
         raise DrivesimError(f"--town {town}: give a seed (e.g. 3) or a town name such as "
                             "Embedded0003")
     return int(m.group(1))
-
-
-def _stop(*_: object) -> None:
-    raise KeyboardInterrupt
 
 
 @click.command()
@@ -59,7 +54,6 @@ def serve(host: str, port: int, town: str | None, scenario: str, seed: int, styl
         return sim
 
     server = Server(make, host, port)
-    signal.signal(signal.SIGTERM, _stop)
     click.echo(f"serving {server.sim.map_name} on {host}:{server.port} "
                f"(streaming {server.stream_port})")
     try:
