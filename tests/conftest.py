@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 
-import pytest
-
 import hub_weights
+import pytest
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +26,15 @@ def torch_home(tmp_path_factory):
 def vgg19_weights(torch_home):
     """Random VGG19 weights where torchvision's loader finds them."""
     return hub_weights.install_vgg19(torch_home)
+
+
+@pytest.fixture(scope="session")
+def alexnet_weights(torch_home):
+    """Random AlexNet weights where torchvision's loader (as lpips calls it) finds them."""
+    return hub_weights.install_alexnet(torch_home)
+
+
+@pytest.fixture(scope="session")
+def fid_weights(torch_home):
+    """Random FID Inception weights where pytorch-fid's loader finds them."""
+    return hub_weights.install_fid_inception(torch_home)

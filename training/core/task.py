@@ -29,6 +29,7 @@ class Task(nn.Module):
         super().__init__()
         self.config = config
         self.step = 0
+        self.total_steps: int | None = None  # set by the trainer before the first step
 
     # ----- what the data must provide ------------------------------------------------------
     @classmethod

@@ -63,6 +63,7 @@ class Trainer:
         D.broadcast_module(task, d)
         train_ds, val_ds = self.task_cls.datasets(cfg, self.sources)
         total = cfg.steps or max(1, round(cfg.epochs * steps_per_epoch(len(train_ds), cfg.batch_size, d.world)))
+        task.total_steps = total
         optimizers = task.optimizers()
         missing = set(task.phases) - set(optimizers)
         if missing:
