@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> None:
     except DrivesimError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("error: interrupted", err=True)
         sys.exit(130)
     except click.ClickException as e:
