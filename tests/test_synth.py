@@ -193,7 +193,7 @@ def test_none_is_the_worlds_render(plain_frame):
 
 
 def test_missing_and_non_model_directories(tmp_path):
-    with pytest.raises(DrivesimError, match="not found; give a training run directory or a converted model"):
+    with pytest.raises(DrivesimError, match="synthesizer not found: .*nope; pass --synth none, a training run"):
         load_synthesizer(str(tmp_path / "nope"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(DrivesimError, match="no config.json"):

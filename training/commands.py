@@ -19,6 +19,11 @@ log = logging.getLogger(__name__)
               help="A session file (.h5) or a folder of sessions; repeat for more.")
 @click.option("--cityscapes", type=click.Path(path_type=Path), default=None,
               help="Root of a Cityscapes-style folder (leftImg8bit/, gtFine/) to train on too.")
+@click.option("--target", "target", multiple=True, type=click.Path(path_type=Path),
+              help="Target domain (unlabelled): sessions, a folder of images or a Cityscapes root; repeat for more "
+                   "(advent, recycle, cyclegan).")
+@click.option("--gta5", type=click.Path(path_type=Path), default=None,
+              help="Root of a GTA5-layout dataset (images/, labels/) as labelled source (advent).")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
               help="YAML file of options (unknown keys are errors).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -27,9 +32,10 @@ log = logging.getLogger(__name__)
               help="Run directory (checkpoints, model/, TensorBoard logs).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(family: str, data: tuple[Path, ...], cityscapes: Path | None, config_path: Path | None,
+def train(family: str, data: tuple[Path, ...], cityscapes: Path | None, target: tuple[Path, ...],
+          gta5: Path | None, config_path: Path | None,
           overrides: tuple[str, ...], out: Path, resume: bool, quiet: bool) -> None:
-    """Train a model family (pix2pix, spade, semdisc) on recordings and/or Cityscapes."""
+    """Train a model family (pix2pix, spade, semdisc, advent, recycle, cyclegan)."""
     from .core.config import load_config, parse_overrides
     from .core.data import Sources
     from .core.registry import FAMILIES, resolve
@@ -42,12 +48,17 @@ def train(family: str, data: tuple[Path, ...], cityscapes: Path | None, config_p
             raise DrivesimError("--resume continues with the run's saved config; drop --config (--set may change "
                                 "steps)")
         config, saved = load_run_config(task_cls, out, extra)
-        if not data and cityscapes is None:
+        if not data and cityscapes is None and not target and gta5 is None:
             data = tuple(Path(p) for p in saved.get("data", []))
             cityscapes = Path(saved["cityscapes"]) if saved.get("cityscapes") else None
+            target = tuple(Path(p) for p in saved.get("target", []))
+            gta5 = Path(saved["gta5"]) if saved.get("gta5") else None
     else:
         config = load_config(task_cls.Config, config_path, extra)
-    sources = Sources(tuple(data), cityscapes)
+    more = {"target": tuple(target)} if target else {}
+    if gta5 is not None:
+        more["gta5"] = gta5
+    sources = Sources(tuple(data), cityscapes, more)
     trainer = Trainer(task_cls, config, out, sources, resume=resume, progress=not quiet and sys.stderr.isatty())
     summary = trainer.fit()
     ev = ", ".join(f"{k} {v:.4g}" for k, v in summary["eval"].items())

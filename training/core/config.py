@@ -32,6 +32,10 @@ class TrainConfig(Config):
     epochs: float = Field(200, gt=0, description="passes over the training set when steps is None")
     lr_decay_start: float = Field(0.5, ge=0, le=1, description="fraction of steps after which the learning "
                                   "rate decays linearly to 0 (pix2pix: 100 + 100 epochs = 0.5; 1 = constant)")
+    lr_policy: Literal["linear", "poly"] = Field("linear", description="linear: constant, then linear decay to 0 "
+                                                 "after lr_decay_start (pix2pix, SPADE); poly: lr * (1 - step/steps)"
+                                                 "**lr_power from the start (DeepLab, ADVENT)")
+    lr_power: float = Field(0.9, gt=0)
     batch_size: int = Field(1, ge=1, description="per process (DDP: per rank)")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"

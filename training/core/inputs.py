@@ -16,7 +16,7 @@ from ...errors import DrivesimError
 
 KINDS = ("onehot", "color", "rgb")
 # label spaces a generator can be trained in (see recorders.datasets.map_labels)
-LABEL_SPACES = ("train_ids", "cityscapes_ids", "carla", "color", "carla_color")
+LABEL_SPACES = ("train_ids", "cityscapes_ids", "carla", "color", "carla_color", "ade20k", "coco_stuff")
 
 
 @dataclass(frozen=True)

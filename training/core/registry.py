@@ -22,6 +22,9 @@ NETWORKS: dict[str, str] = {
     "spade.MultiscaleDiscriminator": f"{_PKG}.spade.discriminators:MultiscaleDiscriminator",
     "spade.ConvEncoder": f"{_PKG}.spade.encoder:ConvEncoder",
     "semdisc.SemDiscDiscriminator": f"{_PKG}.semdisc.discriminator:SemDiscDiscriminator",
+    "advent.DeepLabV2": f"{_PKG}.advent.networks:DeepLabV2",
+    "advent.EntropyDiscriminator": f"{_PKG}.advent.networks:EntropyDiscriminator",
+    "cyclegan.ResnetGenerator": f"{_PKG}.recycle.networks:ResnetGenerator",
 }
 
 # family (as in `drivesim train FAMILY`) -> its Task class
@@ -29,6 +32,9 @@ FAMILIES: dict[str, str] = {
     "pix2pix": f"{_PKG}.pix2pix.task:Pix2PixTask",
     "spade": f"{_PKG}.spade.task:SPADETask",
     "semdisc": f"{_PKG}.semdisc.task:SemDiscTask",
+    "advent": f"{_PKG}.advent.task:AdventTask",
+    "recycle": f"{_PKG}.recycle.task:RecycleTask",
+    "cyclegan": f"{_PKG}.recycle.task:CycleGANTask",
 }
 
 # family (as in `drivesim convert FAMILY`) -> converter function (see `checkpoint.Converted`)
@@ -36,6 +42,8 @@ CONVERTERS: dict[str, str] = {
     "pix2pix": f"{_PKG}.pix2pix.convert:convert",
     "spade": f"{_PKG}.spade.convert:convert",
     "semdisc": f"{_PKG}.semdisc.convert:convert",
+    "advent": f"{_PKG}.advent.convert:convert",
+    "cyclegan": f"{_PKG}.recycle.convert:convert",
 }
 
 

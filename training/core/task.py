@@ -9,6 +9,8 @@ checkpoints, logs and evaluation.
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
 from typing import ClassVar
 
 import torch
@@ -77,6 +79,19 @@ class Task(nn.Module):
 
         fake, real = self.generate(batch).float(), batch["image"].float()
         return {"psnr": psnr(fake, real), "ssim": ssim(fake, real), "l1": (fake - real).abs().mean((1, 2, 3))}
+
+    @torch.no_grad()
+    def evaluate_batches(self, batches: Iterable[dict]) -> dict[str, float]:
+        """Held-out metrics over all batches: the mean of `evaluate`'s per-sample values, and
+        `samples`. Families whose metrics do not average (mIoU) override this."""
+        totals: dict[str, float] = defaultdict(float)
+        n = 0
+        for batch in batches:
+            values = self.evaluate(batch)
+            for k, v in values.items():
+                totals[k] += float(v.float().sum())
+            n += len(next(iter(values.values()))) if values else 0
+        return {"samples": n, **{k: v / max(n, 1) for k, v in totals.items()}}
 
     def visuals(self, batch: dict, fake: Tensor) -> dict[str, Tensor]:
         """Named `b 3 h w` images in [-1, 1] for the image grid: input, synthesized, real."""

@@ -160,9 +160,12 @@ class Trainer:
         return torch.autocast(self.dist.device.type, dtype=self.amp_dtype)
 
     def _set_lr(self, optimizers, step: int, total: int) -> None:
-        """Constant, then linear decay to 0 over the last (1 - lr_decay_start) of the steps."""
-        decay_from = self.config.lr_decay_start * total
-        factor = 1.0 if step < decay_from else max(0.0, (total - step) / max(total - decay_from, 1))
+        """Every group's initial lr times the schedule's factor (see `TrainConfig.lr_policy`)."""
+        if self.config.lr_policy == "poly":
+            factor = (1 - step / total) ** self.config.lr_power
+        else:  # constant, then linear decay to 0 over the last (1 - lr_decay_start) of the steps
+            decay_from = self.config.lr_decay_start * total
+            factor = 1.0 if step < decay_from else max(0.0, (total - step) / max(total - decay_from, 1))
         for opt in optimizers.values():
             for group in opt.param_groups:
                 group["lr"] = group["initial_lr"] * factor
@@ -172,18 +175,13 @@ class Trainer:
         result: dict[str, float] = {}
         if self.dist.main:
             task.eval()
-            totals: dict[str, float] = defaultdict(float)
-            n = 0
             with torch.no_grad(), self._autocast():
-                for batch in eval_loader(val_ds, self.config):
-                    for k, v in task.evaluate(to_device(batch, self.dist.device)).items():
-                        totals[k] += float(v.float().sum())
-                    n += len(batch["image"]) if "image" in batch else 1
-            result = {k: v / max(n, 1) for k, v in totals.items()}
+                batches = (to_device(b, self.dist.device) for b in eval_loader(val_ds, self.config))
+                result = task.evaluate_batches(batches)
             for k, v in result.items():
                 writer.add_scalar(f"eval/{k}", v, step)
             with open(self.out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps({"step": step, "samples": n, **result}) + "\n")
+                f.write(json.dumps({"step": step, **result}) + "\n")
             task.train()
         D.barrier(self.dist)
         return result
@@ -234,7 +232,8 @@ class Trainer:
             record = {"family": self.task_cls.family,
                       "data": {"data": [str(p) for p in self.sources.data],
                                "cityscapes": str(self.sources.cityscapes) if self.sources.cityscapes else None,
-                               **{k: str(v) for k, v in self.sources.extra.items()}},
+                               **{k: [str(x) for x in v] if isinstance(v, (list, tuple)) else str(v)
+                                  for k, v in self.sources.extra.items()}},
                       "config": self.config.model_dump(mode="json")}
             cfg_path.write_text(yaml.safe_dump(record, sort_keys=False))
         D.barrier(self.dist)

@@ -1,0 +1,1 @@
+"""ADVENT: entropy-based domain adaptation for semantic segmentation."""

@@ -1,0 +1,1 @@
+"""Unsupervised Recycle-GAN and CycleGAN: unpaired (video) translation."""
