@@ -92,7 +92,9 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: dict | 
         return cls.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
-        key = ".".join(str(p) for p in err["loc"]) or "?"
+        key = ".".join(str(p) for p in err["loc"])
+        if not key:  # a check across several options
+            raise DrivesimError(f"{source}: invalid options: {err['msg'].removeprefix('Value error, ')}") from None
         if err["type"] == "extra_forbidden":
             valid = ", ".join(cls.model_fields)
             raise DrivesimError(f"{source}: unknown key '{key}' for {cls.__name__}; valid keys: {valid}") from None

@@ -95,7 +95,8 @@ def _generator(state: dict[str, Tensor], preset: str | None, fold: bool) -> Conv
                                 f"{p.size[0]}x{p.size[1]}; pass the preset it was trained with")
     net = SPADEGenerator(semantic_nc=semantic_nc, ngf=ngf, num_upsampling_layers=num_up,
                          norm="batch" if "head_0.norm_0.param_free_norm.running_mean" in state else "instance",
-                         spectral=_spectral(state), kernel_size=kernel_size, use_vae=use_vae, latent_size=latent)
+                         spectral=_spectral(state), kernel_size=kernel_size, use_vae=use_vae, latent_size=latent,
+                         hidden=int(shared.shape[0]))
     _load(net, state, "NVlabs/SPADE generator")
     if fold:
         net = fold_spectral_norm(net)

@@ -27,13 +27,13 @@ class SPADEResnetBlock(nn.Module):
     shortcut that is learned (SPADE -> 1x1 conv) when the width changes."""
 
     def __init__(self, fin: int, fout: int, label_nc: int, *, norm: str = "batch", spectral_on: bool = True,
-                 kernel_size: int = 3):
+                 kernel_size: int = 3, hidden: int = 128):
         super().__init__()
         self.learned_shortcut = fin != fout
         fmid = min(fin, fout)
         self.conv_0 = spectral(nn.Conv2d(fin, fmid, 3, padding=1), spectral_on)
         self.conv_1 = spectral(nn.Conv2d(fmid, fout, 3, padding=1), spectral_on)
-        spade = dict(norm=norm, kernel_size=kernel_size)
+        spade = dict(norm=norm, kernel_size=kernel_size, hidden=hidden)
         self.norm_0 = SPADE(fin, label_nc, **spade)
         self.norm_1 = SPADE(fmid, label_nc, **spade)
         if self.learned_shortcut:
@@ -59,7 +59,7 @@ class SPADEGenerator(nn.Module):
 
     def __init__(self, semantic_nc: int = 36, ngf: int = 64, num_upsampling_layers: str = "more",
                  norm: str = "batch", spectral: bool = True, kernel_size: int = 3, use_vae: bool = False,
-                 z_dim: int = 256, latent_size: tuple[int, int] | list[int] | None = None):
+                 z_dim: int = 256, latent_size: tuple[int, int] | list[int] | None = None, hidden: int = 128):
         super().__init__()
         check_choice(num_upsampling_layers, tuple(NUM_UP), "num_upsampling_layers")
         check_choice(norm, SPADE_NORMS, "SPADE normalization")
@@ -68,14 +68,14 @@ class SPADEGenerator(nn.Module):
         latent_size = [int(s) for s in latent_size] if latent_size is not None else None
         self.config = dict(semantic_nc=semantic_nc, ngf=ngf, num_upsampling_layers=num_upsampling_layers,
                            norm=norm, spectral=spectral, kernel_size=kernel_size, use_vae=use_vae, z_dim=z_dim,
-                           latent_size=latent_size)
+                           latent_size=latent_size, hidden=hidden)
         self.num_up = NUM_UP[num_upsampling_layers]
         nf = ngf
         if use_vae:
             self.fc = nn.Linear(z_dim, 16 * nf * latent_size[0] * latent_size[1])
         else:
             self.fc = nn.Conv2d(semantic_nc, 16 * nf, 3, padding=1)
-        block = dict(norm=norm, spectral_on=spectral, kernel_size=kernel_size)
+        block = dict(norm=norm, spectral_on=spectral, kernel_size=kernel_size, hidden=hidden)
         self.head_0 = SPADEResnetBlock(16 * nf, 16 * nf, semantic_nc, **block)
         self.G_middle_0 = SPADEResnetBlock(16 * nf, 16 * nf, semantic_nc, **block)
         self.G_middle_1 = SPADEResnetBlock(16 * nf, 16 * nf, semantic_nc, **block)

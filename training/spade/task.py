@@ -48,6 +48,8 @@ class SPADEConfig(TrainConfig):
     instance_edges: bool = Field(True, description="an instance-boundary channel (needs the instance stream)")
     # generator
     ngf: int = Field(64, ge=1)
+    spade_hidden: int = Field(128, ge=1, description="width of SPADE's shared conv (128 in the reference; the "
+                              "generator's main cost at full resolution)")
     num_upsampling_layers: Literal["normal", "more", "most"] = Field("more", description="SPADE: 5, 6, 7 2x ups")
     norm_G: Literal["batch", "instance", "instanceaffine", "none"] | None = Field(
         None, description="None = the netG's own: spade batch (SPADE's param-free norm; SyncBatchNorm on several "
@@ -113,7 +115,8 @@ def build_generator(config: SPADEConfig, input_nc: int) -> nn.Module:
             h, w = c.crop or c.size
             latent = [h // 2 ** NUM_UP[c.num_upsampling_layers], w // 2 ** NUM_UP[c.num_upsampling_layers]]
         return SPADEGenerator(semantic_nc=input_nc, ngf=c.ngf, num_upsampling_layers=c.num_upsampling_layers,
-                              norm=norm, spectral=spectral, use_vae=c.use_vae, z_dim=c.z_dim, latent_size=latent)
+                              norm=norm, spectral=spectral, use_vae=c.use_vae, z_dim=c.z_dim, latent_size=latent,
+                              hidden=c.spade_hidden)
     if c.netG == "pix2pixhd":
         return Pix2PixHDGenerator(input_nc=input_nc, ngf=c.ngf, n_downsample=c.resnet_n_downsample,
                                   n_blocks=c.resnet_n_blocks, norm=norm, spectral=spectral)
