@@ -61,9 +61,13 @@ def train(family: str, data: tuple[Path, ...], cityscapes: Path | None, target: 
     sources = Sources(tuple(data), cityscapes, more)
     trainer = Trainer(task_cls, config, out, sources, resume=resume, progress=not quiet and sys.stderr.isatty())
     summary = trainer.fit()
-    ev = ", ".join(f"{k} {v:.4g}" for k, v in summary["eval"].items())
+    if not trainer.dist.main:  # under torchrun, rank 0 speaks for the run
+        return
+    scores = {k: v for k, v in summary["eval"].items() if k != "samples"}
+    ev = ", ".join(f"{k} {v:.4g}" for k, v in scores.items())
+    held = f"; held-out ({summary['eval'].get('samples', '?')} samples) {ev}" if ev else ""
     click.echo(f"trained {family} for {summary['steps']} steps in {summary['seconds']:.0f} s on "
-               f"{summary['device']}" + (f"; held-out {ev}" if ev else "") + f"; model in {out / 'model'}")
+               f"{summary['device']} x{summary['world_size']}{held}; model in {out / 'model'}")
 
 
 @click.command()
