@@ -3,9 +3,10 @@
     python benchmarks/bench_synth.py [--frames 40] [--spade-frames 3] [--device auto]
 
 Builds each generator at its reference size with random weights (speed does not depend on the
-weights), saves it as a model directory, loads it through `load_synthesizer` exactly as
-`drivesim run --synth DIR` does, and runs the same loop as the CLI (embedded world, autopilot,
-metrics tap) after a warm-up. Prints loop frames/s and the mean synthesis latency.
+weights; spectral norm folded away, as in exported and converted models), saves it as a model
+directory, loads it through `load_synthesizer` exactly as `drivesim run --synth DIR` does, and
+runs the same loop as the CLI (embedded world, autopilot, metrics tap) after a warm-up. Prints
+loop frames/s and the mean synthesis latency.
 """
 
 from __future__ import annotations
@@ -36,10 +37,10 @@ def generators() -> dict[str, tuple]:
 
     return {
         "pix2pix unet_256 ngf64": ("pix2pix.UnetGenerator", lambda: UnetGenerator(3, 3, 8, 64), COLOR),
-        "spade ngf16": ("spade.SPADEGenerator",
-                        lambda: SPADEGenerator(semantic_nc=CITYSCAPES.channels, ngf=16), CITYSCAPES),
+        "spade ngf16": ("spade.SPADEGenerator", lambda: SPADEGenerator(CITYSCAPES.channels, 16, spectral=False),
+                        CITYSCAPES),
         "spade ngf64 (Cityscapes)": ("spade.SPADEGenerator",
-                                     lambda: SPADEGenerator(semantic_nc=CITYSCAPES.channels, ngf=64), CITYSCAPES),
+                                     lambda: SPADEGenerator(CITYSCAPES.channels, 64, spectral=False), CITYSCAPES),
     }
 
 
