@@ -7,6 +7,11 @@ import os
 import hub_weights
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `pytest -n N`: N processes share the cores; one thread each
+    import torch
+
+    torch.set_num_threads(1)
+
 
 @pytest.fixture(scope="session")
 def torch_home(tmp_path_factory):
