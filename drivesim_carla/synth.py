@@ -301,20 +301,6 @@ def _amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
-def _device(device: str | torch.device) -> torch.device:
-    import torch
-
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise DrivesimError(f"unknown device '{device}'; use auto, cpu or cuda") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DrivesimError(f"device {device}: no CUDA device here; use auto or cpu")
-    return dev
-
-
 def input_spec_of(card: ModelCard) -> InputSpec:
     """The InputSpec of a model card, or one clear error if the bridge cannot feed that model."""
     from .training.core.inputs import InputSpec
@@ -362,7 +348,9 @@ def load_synthesizer(spec: str, *, device: str = "auto", compile: bool = False,
 
     card = read_card(spec)
     input_spec = input_spec_of(card)
-    dev = _device(device)
+    from .training.core.devices import resolve_device
+
+    dev = resolve_device(device)
     _amp_dtype(precision, dev)  # fail on a bad precision before loading weights
     net = from_pretrained(card.directory)
     hint = card.meta.get("size")

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from ..errors import DrivesimError
 from ..recorders.datasets import ImageSource, SessionImages, image_source
+from .core.devices import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -60,20 +61,7 @@ def _check_pair(fake: Tensor, real: Tensor) -> None:
                             f"and {tuple(real.shape)}")
 
 
-# ----- devices and hub weights -------------------------------------------------------------------
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """`auto` (CUDA when present), `cpu`, `cuda` or `cuda:N`."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise DrivesimError(f"unknown device '{device}'; use auto, cpu or cuda") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DrivesimError(f"device {device}: no CUDA device here; use --device auto or cpu")
-    return dev
-
-
+# ----- hub weights -------------------------------------------------------------------
 def hub_cache_path(url: str) -> Path:
     """Where torch's `load_state_dict_from_url` keeps the file of `url`."""
     return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]

@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ...errors import DrivesimError
+from .devices import resolve_device
 
 
 @dataclass(frozen=True)
@@ -34,12 +34,11 @@ class Dist:
 
 
 def pick_device(preference: str, local_rank: int = 0) -> torch.device:
-    """`auto` = CUDA when present, else CPU."""
-    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise DrivesimError("device cuda asked for, but PyTorch sees no CUDA device; use --set device=cpu")
+    """`auto` = CUDA when present, else CPU; under torchrun, GPU `local_rank`."""
+    device = resolve_device(preference)
+    if device.type == "cuda" and device.index is None:
         return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device("cpu")
+    return device
 
 
 def init(preference: str) -> Dist:
