@@ -1,4 +1,4 @@
-"""Driving agents: `autopilot`, `manual`, or any `module:Class` importable from the path."""
+"""Driving agents: `autopilot`, `manual`, `segmentation-autopilot`, or any `module:Class` on the path."""
 
 from __future__ import annotations
 
@@ -21,13 +21,28 @@ def _manual(viewer: object = None, **_: object) -> Agent:
     return ManualAgent(viewer)  # type: ignore[arg-type]
 
 
-AGENTS: dict[str, Callable[..., Agent]] = {"autopilot": _autopilot, "manual": _manual}
+def _segmentation_autopilot(target_speed: float = 30.0, perception: str | None = None,
+                            perception_device: str = "auto", **_: object) -> Agent:
+    from .perception import SegmentationAutopilot
+
+    return SegmentationAutopilot(perception, perception_device, target_speed=target_speed)
+
+
+AGENTS: dict[str, Callable[..., Agent]] = {"autopilot": _autopilot, "manual": _manual,
+                                           "segmentation-autopilot": _segmentation_autopilot}
+
+
+def with_perception(agent: Agent, model_dir: str, device: str = "auto") -> Agent:
+    """`agent` seeing through a segmenter: it gets `obs.perception`, a train-id map of `obs.image`."""
+    from .perception import PerceivingAgent, SegmenterPerception
+
+    return PerceivingAgent(agent, SegmenterPerception(model_dir, device))
 
 
 def make_agent(name: str, **options: object) -> Agent:
     """An agent by registry name or `module:Class` (constructed with no arguments).
 
-    Options the chosen agent does not use (`viewer`, `target_speed`) are ignored."""
+    Options the chosen agent does not use (`viewer`, `target_speed`, `perception`) are ignored."""
     if name in AGENTS:
         return AGENTS[name](**options)
     if ":" not in name:
@@ -47,4 +62,4 @@ def make_agent(name: str, **options: object) -> Agent:
     return agent
 
 
-__all__ = ["AGENTS", "Agent", "Observation", "make_agent"]
+__all__ = ["AGENTS", "Agent", "Observation", "make_agent", "with_perception"]

@@ -51,7 +51,12 @@ def _world_options(f):
         click.option("--world", default="embedded", show_default=True, help="World backend: embedded or carla."),
         click.option("--scenario", default="default", show_default=True,
                      help="Built-in scenario name or a YAML file."),
-        click.option("--agent", default="autopilot", show_default=True, help="autopilot, manual, or module:Class."),
+        click.option("--agent", default="autopilot", show_default=True,
+                     help="autopilot, manual, segmentation-autopilot, or module:Class."),
+        click.option("--perception", "perception", type=click.Path(path_type=Path), default=None,
+                     help="A segmenter (advent run or converted model) the agent sees through (obs.perception)."),
+        click.option("--perception-device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+                     show_default=True, help="Where the segmenter runs."),
         click.option("--synth", default="none", show_default=True,
                      help="none (the world's render), or a run directory or converted model directory."),
         click.option("--synth-device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
@@ -158,14 +163,14 @@ def _with_streams(camera, streams: tuple[str, ...]):
     return replace(camera, streams=tuple(s for s in STREAMS if s in wanted))
 
 
-def _drive(*, world: str, scenario: str, agent: str, synth: str, synth_device: str, synth_precision: str,
-           synth_compile: bool, frames: int | None, seed: int,
+def _drive(*, world: str, scenario: str, agent: str, perception: Path | None, perception_device: str, synth: str,
+           synth_device: str, synth_precision: str, synth_compile: bool, frames: int | None, seed: int,
            width: int | None, height: int | None, style: str | None, weather: str | None,
            headless: bool, video: Path | None, summary_path: Path | None, quiet: bool,
            host: str, port: int, timeout: float, carla_map: str | None, record_path: Path | None,
            overwrite: bool, flush_interval: float, codec: str, camera_spec: str | None = None) -> None:
     """One closed-loop episode: what `run` and `record` share."""
-    from .agents import make_agent
+    from .agents import make_agent, with_perception
     from .loop import ClosedLoop
     from .scenarios import load_scenario
     from .synth import load_synthesizer
@@ -193,7 +198,10 @@ def _drive(*, world: str, scenario: str, agent: str, synth: str, synth_device: s
         from .viewer import Viewer
 
         viewer = Viewer(headless=headless, video=video)
-    agent_obj = make_agent(agent, viewer=viewer, target_speed=spec.ego.target_speed)
+    agent_obj = make_agent(agent, viewer=viewer, target_speed=spec.ego.target_speed,
+                           perception=str(perception) if perception else None, perception_device=perception_device)
+    if perception is not None and agent != "segmentation-autopilot":
+        agent_obj = with_perception(agent_obj, str(perception), perception_device)
     sim = make_world(world, spec, seed, cameras=cameras, style=style, weather=weather,
                      host=host, port=port, timeout=timeout, carla_map=carla_map)
     n = frames if frames is not None else spec.frames

@@ -306,6 +306,10 @@ def input_spec_of(card: ModelCard) -> InputSpec:
     from .training.core.inputs import InputSpec
 
     where = card.directory / "config.json"
+    kind = card.meta.get("kind")
+    if kind in ("segmenter", "discriminator", "backbone_init"):
+        raise DrivesimError(f"{where}: this is a {kind} ({card.network}), not a generator; give a generator's run "
+                            "or model directory to --synth (a segmenter goes to --perception)")
     raw = card.meta.get("input")
     if not isinstance(raw, dict):
         raise DrivesimError(f"{where}: {card.network} has no input description (meta.input), so it is not a "

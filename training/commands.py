@@ -63,7 +63,8 @@ def train(family: str, data: tuple[Path, ...], cityscapes: Path | None, target: 
     summary = trainer.fit()
     if not trainer.dist.main:  # under torchrun, rank 0 speaks for the run
         return
-    scores = {k: v for k, v in summary["eval"].items() if k != "samples"}
+    scores = {k: v for k, v in summary["eval"].items()  # the headline numbers; tables are in metrics.jsonl
+              if k != "samples" and "/" not in k and isinstance(v, (int, float))}
     ev = ", ".join(f"{k} {v:.4g}" for k, v in scores.items())
     held = f"; held-out ({summary['eval'].get('samples', '?')} samples) {ev}" if ev else ""
     click.echo(f"trained {family} for {summary['steps']} steps in {summary['seconds']:.0f} s on "

@@ -87,3 +87,13 @@ def lpips_command(real: str, fake: str, camera: str | None, batch_size: int | No
     r = lpips_distance(real, fake, net=net, weights=weights, batch_size=batch_size or 16, device=device,
                        camera=camera)
     _report(f"LPIPS ({r.net}) {r.mean:.4f} (std {r.std:.4f}, {r.n} pairs)", r.to_dict(), json_out, real, fake)
+
+
+def _register_family_commands() -> None:
+    """Commands the model families bring (their modules import torch only when a command runs)."""
+    from .advent.eval_miou import miou
+
+    eval_group.add_command(miou)
+
+
+_register_family_commands()

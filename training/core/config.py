@@ -36,6 +36,8 @@ class TrainConfig(Config):
                                                  "after lr_decay_start (pix2pix, SPADE); poly: lr * (1 - step/steps)"
                                                  "**lr_power from the start (DeepLab, ADVENT)")
     lr_power: float = Field(0.9, gt=0)
+    lr_schedule_steps: int | None = Field(None, ge=1, description="poly: the horizon of the decay when it is "
+                                          "longer than the run (ADVENT decays over 250k steps, stops at 120k)")
     batch_size: int = Field(1, ge=1, description="per process (DDP: per rank)")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -81,9 +81,10 @@ class Task(nn.Module):
         return {"psnr": psnr(fake, real), "ssim": ssim(fake, real), "l1": (fake - real).abs().mean((1, 2, 3))}
 
     @torch.no_grad()
-    def evaluate_batches(self, batches: Iterable[dict]) -> dict[str, float]:
+    def evaluate_batches(self, batches: Iterable[dict]) -> dict:
         """Held-out metrics over all batches: the mean of `evaluate`'s per-sample values, and
-        `samples`. Families whose metrics do not average (mIoU) override this."""
+        `samples`. Families whose metrics do not average (mIoU) override this; numbers are logged
+        to TensorBoard, everything (e.g. a confusion matrix as nested lists) to metrics.jsonl."""
         totals: dict[str, float] = defaultdict(float)
         n = 0
         for batch in batches:

@@ -162,7 +162,8 @@ class Trainer:
     def _set_lr(self, optimizers, step: int, total: int) -> None:
         """Every group's initial lr times the schedule's factor (see `TrainConfig.lr_policy`)."""
         if self.config.lr_policy == "poly":
-            factor = (1 - step / total) ** self.config.lr_power
+            horizon = max(self.config.lr_schedule_steps or total, total)
+            factor = (1 - step / horizon) ** self.config.lr_power
         else:  # constant, then linear decay to 0 over the last (1 - lr_decay_start) of the steps
             decay_from = self.config.lr_decay_start * total
             factor = 1.0 if step < decay_from else max(0.0, (total - step) / max(total - decay_from, 1))
@@ -179,7 +180,8 @@ class Trainer:
                 batches = (to_device(b, self.dist.device) for b in eval_loader(val_ds, self.config))
                 result = task.evaluate_batches(batches)
             for k, v in result.items():
-                writer.add_scalar(f"eval/{k}", v, step)
+                if isinstance(v, (int, float)):  # tables (a confusion matrix) go to metrics.jsonl only
+                    writer.add_scalar(f"eval/{k}", v, step)
             with open(self.out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps({"step": step, **result}) + "\n")
             task.train()
