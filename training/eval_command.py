@@ -51,7 +51,7 @@ def _report(line: str, result: dict, json_out: Path | None, real: str, fake: str
 
 @click.group("eval")
 def eval_group() -> None:
-    """Image metrics between real and synthesized images."""
+    """Evaluate images and models: FID, LPIPS, segmentation mIoU, temporal warping error."""
 
 
 @eval_group.command("fid")
@@ -92,8 +92,10 @@ def lpips_command(real: str, fake: str, camera: str | None, batch_size: int | No
 def _register_family_commands() -> None:
     """Commands the model families bring (their modules import torch only when a command runs)."""
     from .advent.eval_miou import miou
+    from .recycle.eval_warp import warp_command
 
     eval_group.add_command(miou)
+    eval_group.add_command(warp_command)
 
 
 _register_family_commands()

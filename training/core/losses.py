@@ -81,8 +81,9 @@ VGG_SLICES = (2, 7, 12, 21, 30)
 VGG_WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
 
 
-def vgg19_features(weights_path: str | None = None) -> nn.Sequential:
-    """ImageNet VGG19 `features[:30]`, frozen, through torchvision's own loader (the torch hub cache)."""
+def vgg19_features(weights_path: str | None = None, off_switch: str = "lambda_vgg") -> nn.Sequential:
+    """ImageNet VGG19 `features[:30]`, frozen, through torchvision's own loader (the torch hub cache).
+    `off_switch`: the option that turns off the loss using it (named in the offline error)."""
     import torchvision
 
     if weights_path is not None:
@@ -101,7 +102,7 @@ def vgg19_features(weights_path: str | None = None) -> nn.Sequential:
             cache = torch.hub.get_dir() + "/checkpoints/" + weights.url.rsplit("/", 1)[-1]
             raise DrivesimError(f"VGG19 weights for the perceptual loss are not in the torch hub cache and cannot "
                                 f"be downloaded ({type(e).__name__}); put {weights.url} at {cache}, "
-                                "or train with --set lambda_vgg=0") from None
+                                f"or train with --set {off_switch}=0") from None
     features = net.features[: VGG_SLICES[-1]].eval()
     features.requires_grad_(False)
     return features
