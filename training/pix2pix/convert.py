@@ -63,7 +63,7 @@ def convert(state: dict[str, torch.Tensor], *, preset: str | None = None) -> Con
         raise DrivesimError(f"unknown pix2pix preset '{name}'; valid: {', '.join(sorted(PRESETS))}")
     _check_is_unet(state)
     config = infer_config(state)
-    state = _normalize(state, config["norm"])
+    state = normalize_norm_stats(state, config["norm"])
     net = UnetGenerator(**config)
     check_state_dict(net, state, f"{SOURCE} generator checkpoint")
     net.load_state_dict(state)
@@ -113,8 +113,9 @@ def _check_is_unet(state: dict) -> None:
                         "give the latest_net_G.pth of a --model pix2pix run")
 
 
-def _normalize(state: dict[str, torch.Tensor], norm: str) -> dict[str, torch.Tensor]:
-    """Drop instance-norm running statistics; give batch norms a missing `num_batches_tracked`."""
+def normalize_norm_stats(state: dict[str, torch.Tensor], norm: str) -> dict[str, torch.Tensor]:
+    """Drop instance-norm running statistics; give batch norms a missing `num_batches_tracked` (old
+    checkpoints of junyanz/pytorch-CycleGAN-and-pix2pix, as its own loader patches them)."""
     if norm == "instance":
         dropped = [k for k in state if k.rsplit(".", 1)[-1] in RUNNING]
         if dropped:

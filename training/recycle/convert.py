@@ -25,13 +25,13 @@ import torch
 from ...errors import DrivesimError
 from ..core.checkpoint import Converted, check_state_dict
 from ..core.inputs import InputSpec
+from ..pix2pix.convert import normalize_norm_stats
 from .networks import ResnetGenerator
 
 log = logging.getLogger(__name__)
 
 SOURCE = "junyanz/pytorch-CycleGAN-and-pix2pix"
 NETWORK = "cyclegan.ResnetGenerator"
-RUNNING = ("running_mean", "running_var", "num_batches_tracked")
 _BLOCK = re.compile(r"^model\.(\d+)\.conv_block\.")
 
 
@@ -59,7 +59,7 @@ def convert(state: dict[str, torch.Tensor], *, preset: str | None = None) -> Con
         raise DrivesimError(f"unknown cyclegan preset '{name}'; valid: {', '.join(sorted(PRESETS))}")
     _check_is_resnet(state)
     config = infer_config(state)
-    state = _normalize(state, config["norm"])
+    state = normalize_norm_stats(state, config["norm"])
     net = ResnetGenerator(**config)
     check_state_dict(net, state, f"{SOURCE} ResNet generator checkpoint")
     net.load_state_dict(state)
@@ -123,15 +123,3 @@ def _check_is_resnet(state: dict) -> None:
                         "run's latest_net_G_A.pth or a published latest_net_G.pth")
 
 
-def _normalize(state: dict[str, torch.Tensor], norm: str) -> dict[str, torch.Tensor]:
-    """Drop instance-norm running statistics; give batch norms a missing `num_batches_tracked`."""
-    if norm == "instance":
-        dropped = [k for k in state if k.rsplit(".", 1)[-1] in RUNNING]
-        if dropped:
-            log.info("dropping %d instance-norm running statistics (a pre-0.4 checkpoint)", len(dropped))
-        return {k: v for k, v in state.items() if k not in dropped}
-    out = dict(state)
-    for key in state:
-        if key.endswith(".running_mean"):
-            out.setdefault(key[: -len("running_mean")] + "num_batches_tracked", torch.tensor(0, dtype=torch.long))
-    return out
