@@ -2,13 +2,11 @@
 well a segmenter recovers the labels they were made from (semantic consistency of synthesis).
 
     drivesim eval miou --model runs/advent --data heldout.h5
-    drivesim eval miou --model runs/advent --data synthesized.h5          # recorded with --synth
     drivesim eval miou --model runs/advent --data labels.h5 --images synth_frames/
 
 `--data` holds the labels: sessions (their semantic stream as Cityscapes train ids; the rgb too
-unless `--images`), a Cityscapes root (its val split) or a GTA5-layout folder. A session recorded
-with `drivesim record --synth MODEL` holds the synthesized rgb beside the semantic input it was
-made from, so `--data` alone scores the synthesis.
+unless `--images`), a Cityscapes root (its val split) or a GTA5-layout folder. (Recordings hold
+the world's own rgb, not a synthesizer's frames: write those to a folder and pass `--images`.)
 
 Pairing with `--images` (a folder of PNG/JPEG, a session or a folder of sessions): the k-th image
 scores against the k-th labelled frame, images in sorted path order (recursive; name frames with
