@@ -16,7 +16,9 @@ on another look it only saw unlabelled, at the same budget (steps, backbone, siz
    scratch (no ImageNet weights can be downloaded here), batch `--batch`, `--steps` steps,
    SGD lr `--lr` (the reference's 2.5e-4 fine-tunes a pretrained network; from scratch, 10x
    learns faster at these budgets), everything else the reference recipe (poly schedule, loss
-   weights, discriminator). A finished run with the same options is reused (`--retrain` trains again).
+   weights, discriminator). With `--warm-start N`, each seed first trains source-only for N steps
+   and every method continues from that network (`init_checkpoint`), as the reference adapts an
+   initialised network. A finished run with the same options is reused (`--retrain` trains again).
 3. Scores each model (`drivesim eval miou`: the library call, and the command it equals) on the
    held-out target frames (the bar: AdvEnt above source-only) and on the held-out source frames.
 
@@ -192,6 +194,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--lr", type=float, default=2.5e-3, help="segmenter SGD lr [2.5e-3: 10x the reference's]")
     ap.add_argument("--out", type=Path, default=None, help="[runs/exp_advent(_quick)]")
     ap.add_argument("--threads", type=int, default=None, help="torch threads of every run [torch's default]")
+    ap.add_argument("--warm-start", type=int, default=0,
+                    help="steps of a source-only warm-up per seed that every method then starts from "
+                         "(init_checkpoint), as the reference adapts an initialised network [0: from scratch]")
     ap.add_argument("--retrain", action="store_true", help="train again even where a finished run matches")
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny data, model and budget")
     args = ap.parse_args()
@@ -250,6 +255,12 @@ def main() -> None:
     for method in args.methods:
         for seed in args.seeds:
             opts = options(args, method, seed)
+            if args.warm_start:
+                warm = options(args, "source_only", seed) | {"steps": args.warm_start, "save_every": args.warm_start}
+                warm_info = train(out, "warmup", seed, warm, source, target, args.retrain)
+                opts["init_checkpoint"] = warm_info["run"]
+                if warm_info["command"] not in commands["train"]:
+                    commands["train"].append(warm_info["command"])
             info = train(out, method, seed, opts, source, target, args.retrain)
             run = Path(info["run"])
             say(f"scoring {run}")
@@ -268,7 +279,8 @@ def main() -> None:
                "class_table": classes, "cpus": os.cpu_count(), "loadavg": os.getloadavg()}
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"## AdvEnt vs source-only, {looks}, {args.size[0]}x{args.size[1]}, {args.steps} steps\n")
+    warm = f", after a shared {args.warm_start}-step source-only warm-up" if args.warm_start else ""
+    print(f"## AdvEnt vs source-only, {looks}, {args.size[0]}x{args.size[1]}, {args.steps} steps{warm}\n")
     print(main_table)
     print("\nTarget IoU per class (%), mean over seeds:\n")
     print(classes)

@@ -693,3 +693,20 @@ def test_perception_through_drivesim_run(tmp_path, capsys):
         main(["run", "--synth", str(cars), *common])
     assert e.value.code == 2
     assert "this is a segmenter (advent.DeepLabV2), not a generator" in capsys.readouterr().err
+
+
+def test_warm_start_from_a_drivesim_segmenter(tmp_path):
+    """init_checkpoint = a run or model directory: every weight starts there, with its normalization;
+    another network is refused in one line naming the options to change."""
+    torch.manual_seed(0)
+    net = DeepLabV2(backbone="resnet18", width=4, normalization="imagenet")
+    warm = _save(net, tmp_path / "warm")
+    config = _tiny(method="advent", init_checkpoint=str(warm))
+    assert config.input_normalization == "imagenet"
+    task = AdventTask(config)
+    ours = task.seg.state_dict()
+    assert all(torch.equal(ours[k], v) for k, v in net.state_dict().items())
+    _one_line(r"init_checkpoint .* is another network; train with --set width=4", AdventTask,
+              _tiny(init_checkpoint=str(warm), width=8))
+    _one_line("takes imagenet normalization; drop normalization=caffe", load_config, AdventConfig, None,
+              {"init_checkpoint": str(warm), "normalization": "caffe"})

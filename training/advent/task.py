@@ -64,7 +64,8 @@ class AdventConfig(TrainConfig):
                              "reference starts from DeepLab_resnet_pretrained_imagenet.pth: see init_checkpoint)")
     init_checkpoint: str | None = Field(None, description="start from an ADVENT .pth instead: the ImageNet init "
                                         "DeepLab_resnet_pretrained_imagenet.pth or a trained model (implies "
-                                        "normalization caffe)")
+                                        "normalization caffe); or from a drivesim segmenter (a run or model "
+                                        "directory, e.g. a source-only warm-up; its normalization)")
     normalization: Literal["caffe", "imagenet"] | None = Field(
         None, description="network input: caffe (BGR 0..255 minus the mean, the reference's) or imagenet "
         "(torchvision's); default caffe with init_checkpoint, else imagenet")
@@ -103,9 +104,19 @@ class AdventConfig(TrainConfig):
 
     @model_validator(mode="after")
     def _check(self):
-        if self.init_checkpoint is not None and self.normalization == "imagenet":
-            raise ValueError("an ADVENT init_checkpoint takes caffe normalization; drop normalization=imagenet")
+        if self.init_checkpoint is not None and self.normalization is not None \
+                and self.normalization != self._init_normalization():
+            raise ValueError(f"init_checkpoint {self.init_checkpoint} takes {self._init_normalization()} "
+                             f"normalization; drop normalization={self.normalization}")
         return self
+
+    def _init_normalization(self) -> str:
+        """caffe for the reference's .pth files; a drivesim segmenter's own."""
+        if not Path(self.init_checkpoint).is_dir():
+            return "caffe"
+        from ..core.checkpoint import read_card
+
+        return read_card(self.init_checkpoint).config.get("normalization", "imagenet")
 
     @property
     def adversarial(self) -> bool:
@@ -117,7 +128,7 @@ class AdventConfig(TrainConfig):
 
     @property
     def input_normalization(self) -> str:
-        return self.normalization or ("caffe" if self.init_checkpoint else "imagenet")
+        return self.normalization or (self._init_normalization() if self.init_checkpoint else "imagenet")
 
 
 # ----- losses ----------------------------------------------------------------------------------------
@@ -336,10 +347,22 @@ def segmenter_meta(net: DeepLabV2, config: AdventConfig | None = None) -> dict:
 
 
 def load_init_checkpoint(net: DeepLabV2, path: str | Path) -> None:
-    """Initialise from an ADVENT checkpoint: the ImageNet init (backbone only) or a trained model (all)."""
-    from ..core.checkpoint import load_reference_checkpoint
+    """Initialise from an ADVENT checkpoint (the ImageNet init: backbone only; a trained model: all) or a
+    drivesim segmenter's run or model directory (all)."""
+    from ..core.checkpoint import WEIGHTS_NAME, load_reference_checkpoint, load_weights, read_card
     from .convert import convert
 
+    if Path(path).is_dir():
+        card = read_card(path)
+        if card.network != "advent.DeepLabV2":
+            raise DrivesimError(f"init_checkpoint {path}: a {card.network}, not a DeepLab-v2 segmenter")
+        differ = {k: v for k, v in card.config.items() if net.config.get(k) != v}
+        if differ:
+            fix = " ".join(f"--set {k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in differ.items())
+            raise DrivesimError(f"init_checkpoint {path} is another network; train with {fix}")
+        load_weights(net, card.directory / WEIGHTS_NAME)
+        log.info("initialised the segmenter from %s", card.directory)
+        return
     converted = convert(load_reference_checkpoint(path))
     if converted.network != "advent.DeepLabV2":
         raise DrivesimError(f"init_checkpoint {path}: a {converted.network}, not a DeepLab-v2 segmenter")
