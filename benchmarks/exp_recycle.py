@@ -4,8 +4,10 @@ Both families translate the embedded world's flat style (domain A) into its text
 (domain B) from unpaired frames, train for the same CPU budget, and are scored on held-out clips
 of a town never trained on by the warping error between consecutive translated frames (recorded
 flow, occlusions masked by depth; `drivesim eval warp`), beside the same figure for the untranslated
-clips. With `--segmenter DIR` (a `drivesim train advent` run), the translated frames are also
-scored for semantic consistency (mIoU against the clips' labels; `drivesim eval miou --images`).
+clips. The translated frames are also scored for semantic consistency: a segmenter trained on
+labelled frames of domain B (textured) reads them, and their mIoU against the clips' labels says how
+much of the layout survived translation (`drivesim eval miou --images`; the FCN score of the
+pix2pix and CycleGAN papers, with our own segmenter standing in for theirs).
 
     python benchmarks/exp_recycle.py --out runs/exp_recycle
     python benchmarks/exp_recycle.py --quick          # a smoke run of a few minutes, same code path
@@ -20,8 +22,13 @@ scored for semantic consistency (mIoU against the clips' labels; `drivesim eval 
    lambda_A/B 10, identity 0.5, pool 50, decay after half the steps; Recycle-GAN's README recipe
    (spatial and recycle losses 10, plain cycle 0, pool 0, constant rate) without its VGG content loss
    (`lambda_content=0`: no VGG19 weights can be downloaded here).
-3. Scores: warping error (L1 on [0, 1], visible pixels, mean over consecutive pairs) of each
-   generator run as `--synth` runs it, and of the source frames; mIoU with `--segmenter`.
+3. The segmenter (unless `--segmenter DIR` names one, or `--segmenter-steps 0`): `drivesim train
+   advent --set method=source_only` on domain B's seeds recorded again with labels, `--segmenter-steps`
+   steps, ResNet-18 DeepLab-v2 from scratch at the same size.
+4. Scores: warping error (L1 on [0, 1], visible pixels, mean over consecutive pairs) of each
+   generator run as `--synth` runs it, and of the source frames; mIoU of the translated frames, of
+   the untranslated flat frames (the domain gap the translation should close) and of the same
+   held-out scenes recorded in the textured style (the segmenter's ceiling).
 
 Progress to stderr; the table and the commands to stdout; OUT/results.json holds everything;
 OUT/samples.png shows held-out frames and their translations.
@@ -97,7 +104,7 @@ def _complete(path: Path) -> bool:
 # ----- 2. training --------------------------------------------------------------------------------------
 def options(args) -> dict:
     return {"size": list(args.size), "crop": None, "flip": False, "batch_size": 1, "device": "cpu",
-            "val_fraction": 0.0, "seed": 0, "ngf": args.ngf, "ndf": args.ndf, "n_blocks": args.n_blocks}
+            "val_fraction": 0.0, "seed": args.seed, "ngf": args.ngf, "ndf": args.ndf, "n_blocks": args.n_blocks}
 
 
 def family_options(family: str, args) -> dict:
@@ -147,6 +154,29 @@ def seconds_per_step(used: list[float], n: int) -> float:
     final save cancel out); when noise swallows the difference, the longer run's mean (an upper bound)."""
     diff = used[1] - used[0]
     return diff / n if diff > 0.2 * used[1] else used[1] / (2 * n)
+
+
+def segmenter(data: Path, out: Path, args) -> Path | None:
+    """The domain-B segmenter that scores translations: `--segmenter`, or one trained here (cached)."""
+    if args.segmenter is not None or args.segmenter_steps <= 0:
+        return args.segmenter
+    labelled = [recording(data, s, args.frames, args.size, "textured", "rgb+semantic") for s in args.b_seeds]
+    n = args.segmenter_steps
+    opts = {"method": "source_only", "steps": n, "backbone": "resnet18", "width": args.segmenter_width,
+            "pretrained": False, "size": list(args.size), "batch_size": 4, "lr": 2.5e-3, "val_fraction": 0.0,
+            "device": "cpu", "seed": 0, "log_every": 10, "save_every": n, "image_every": max(n // 4, 1),
+            "camera": CAMERA}
+    run, record = out / "runs" / "segmenter", out / "runs" / "segmenter.json"
+    key = {"options": opts, "data": [str(p) for p in labelled]}
+    if not args.retrain and record.is_file() and (run / "summary.json").is_file():
+        if json.loads(record.read_text()).get("key") == key:
+            say(f"reusing the finished segmenter run in {run}")
+            return run
+    shutil.rmtree(run, ignore_errors=True)
+    cpu, command = drivesim(["train", "advent", *[x for p in labelled for x in ("--data", str(p))],
+                             *set_args(opts), "--out", str(run), "--quiet"])
+    record.write_text(json.dumps({"key": key, "train_seconds": cpu, "command": command}, indent=2) + "\n")
+    return run
 
 
 # ----- 3. scores ----------------------------------------------------------------------------------------
@@ -211,6 +241,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--a-seeds", default="0,1", help="world seeds of domain A (flat) [0,1]")
     ap.add_argument("--b-seeds", default="2,3", help="world seeds of domain B (textured) [2,3]")
     ap.add_argument("--frames", type=int, default=None, help="frames per training seed [300; quick 16]")
+    ap.add_argument("--seed", type=int, default=0, help="training seed of both families (initialisation, data "
+                    "order, synthetic flow) [0]")
     ap.add_argument("--heldout-seed", type=int, default=100)
     ap.add_argument("--heldout-frames", type=int, default=None, help="held-out frames [120; quick 10]")
     ap.add_argument("--size", type=_size, default=None, help="HxW of recordings and training [128x256; quick 64x128]")
@@ -218,7 +250,11 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--ndf", type=int, default=None, help="discriminator width [32; quick 8]")
     ap.add_argument("--n-blocks", type=int, default=None, help="ResNet blocks of both families [6; quick 2]")
     ap.add_argument("--calibration-steps", type=int, default=None, help="steps of the timing runs [6; quick 5]")
-    ap.add_argument("--segmenter", type=Path, default=None, help="a segmenter run (drivesim train advent) for mIoU")
+    ap.add_argument("--segmenter", type=Path, default=None,
+                    help="a domain-B segmenter (drivesim train advent run or model) for mIoU [trained here]")
+    ap.add_argument("--segmenter-steps", type=int, default=None,
+                    help="steps of the segmenter trained here; 0 skips mIoU [1500; quick 5]")
+    ap.add_argument("--segmenter-width", type=int, default=None, help="its ResNet-18 base width [16; quick 4]")
     ap.add_argument("--threads", type=int, default=None, help="torch threads [torch's default]; 1 holds up better "
                     "on a shared machine")
     ap.add_argument("--retrain", action="store_true", help="train again even where a finished run matches")
@@ -226,7 +262,8 @@ def parse_args() -> argparse.Namespace:
     args = ap.parse_args()
     defaults = {"budget_min": (20.0, 0.2), "frames": (300, 16), "heldout_frames": (120, 10),
                 "size": ((128, 256), (64, 128)), "ngf": (32, 8), "ndf": (32, 8), "n_blocks": (6, 2),
-                "calibration_steps": (6, 5), "out": (Path("runs/exp_recycle"), Path("runs/exp_recycle_quick"))}
+                "calibration_steps": (6, 5), "segmenter_steps": (1500, 5), "segmenter_width": (16, 4),
+                "out": (Path("runs/exp_recycle"), Path("runs/exp_recycle_quick"))}
     for k, pair in defaults.items():
         if getattr(args, k) is None:
             setattr(args, k, pair[args.quick])
@@ -262,6 +299,7 @@ def main() -> None:
     a = [recording(data, s, args.frames, args.size, "flat", "rgb") for s in args.a_seeds]
     b = [recording(data, s, args.frames, args.size, "textured", "rgb") for s in args.b_seeds]
     held = recording(data, args.heldout_seed, args.heldout_frames, args.size, "flat", "rgb+semantic+depth+flow")
+    seg = segmenter(data, out, args)
 
     rows, columns = [], {"flat (A)": None}
     for family in FAMILIES:
@@ -273,24 +311,33 @@ def main() -> None:
                **warp_score(run, held)}
         frames = translate_all(run, held, out / "translated" / family)
         columns[family] = frames
-        if args.segmenter is not None:
-            row["miou"] = miou_score(args.segmenter, held, out / "translated" / family)
+        if seg is not None:
+            row["miou"] = miou_score(seg, held, out / "translated" / family)
         rows.append(row)
     source = {"method": "source frames (flat, untranslated)", "warping_error": rows[0]["input_warping_error"]}
-    if args.segmenter is not None:
-        source["miou"] = miou_score(args.segmenter, held, None)
     rows.insert(0, source)
+    if seg is not None:
+        source["miou"] = miou_score(seg, held, None)
+        held_b = recording(data, args.heldout_seed, args.heldout_frames, args.size, "textured", "rgb+semantic")
+        rows.insert(1, {"method": "the same scenes recorded textured (segmenter's ceiling)",
+                        "miou": miou_score(seg, held_b, None)})
     held_session = Session(held)
     columns["flat (A)"] = [held_session.read(i, CAMERA, ("rgb",)).rgb for i in range(len(held_session))]
     n = len(held_session)
     sample_grid(columns, sorted({0, n // 3, 2 * n // 3, n - 1}), out / "samples.png")
-    results = {"rows": rows, "budget_min": args.budget_min, "size": list(args.size), "a_seeds": args.a_seeds,
-               "b_seeds": args.b_seeds, "heldout_seed": args.heldout_seed, "heldout_frames": n,
+    results = {"rows": rows, "seed": args.seed, "budget_min": args.budget_min, "size": list(args.size),
+               "a_seeds": args.a_seeds, "b_seeds": args.b_seeds, "heldout_seed": args.heldout_seed, "heldout_frames": n,
                "frames": args.frames, "options": options(args), "note": NOTE,
                "experiment_command": shlex.join(["python", *sys.argv]),
+               "segmenter": str(seg) if seg is not None else None, "segmenter_command": _segmenter_command(seg),
                "loadavg": os.getloadavg(), "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(report(results))
+
+
+def _segmenter_command(seg: Path | None) -> str | None:
+    record = seg.parent / f"{seg.name}.json" if seg is not None else None
+    return json.loads(record.read_text())["command"] if record is not None and record.is_file() else None
 
 
 def report(r: dict) -> str:
@@ -300,16 +347,20 @@ def report(r: dict) -> str:
     lines = [f"Flat -> textured translation at {r['size'][0]}x{r['size'][1]}: trained on flat seeds "
              f"{','.join(map(str, r['a_seeds']))} and textured seeds {','.join(map(str, r['b_seeds']))} "
              f"({r['frames']} frames each), scored on {r['heldout_frames']} flat frames of seed {r['heldout_seed']} "
-             f"(recorded flow); {r['budget_min']:g} CPU minutes of training per family.", "", head,
+             f"(recorded flow); {r['budget_min']:g} CPU minutes of training per family, training seed "
+             f"{r.get('seed', 0)}.", "", head,
              "|---|---:|---:|---:|" + ("---:|" if has_miou else "")]
     for row in r["rows"]:
         steps = str(row.get("steps", "-"))
         minutes = f"{row['train_seconds'] / 60:.1f}" if "train_seconds" in row else "-"
-        cells = [row["method"], steps, minutes, f"{row['warping_error']:.5f}"]
+        warp = f"{row['warping_error']:.5f}" if "warping_error" in row else "-"
+        cells = [row["method"], steps, minutes, warp]
         if has_miou:
             cells.append(f"{100 * row['miou']['miou']:.2f}" if "miou" in row else "-")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"{r['note']}.", "", "Commands:", "```", r["experiment_command"]]
+    if r.get("segmenter_command"):
+        lines.append(r["segmenter_command"])
     for row in r["rows"]:
         for key in ("train_command", "command"):
             if key in row:

@@ -534,6 +534,18 @@ def test_trainer_runs_advent_between_two_styles(domains, tmp_path):
     assert meta["input_size"] == [32, 64] and meta["method"] == "advent"
 
 
+@pytest.mark.parametrize("with_target", [False, True])
+def test_exported_input_size_is_the_size_the_run_saw(domains, tmp_path, with_target):
+    """Without a target domain the network only saw source frames, so `eval miou` must feed it frames
+    at the source size, not at target_size (which it never saw); with one, at target_size."""
+    source, target = domains
+    config = _tiny(method="source_only", steps=1, batch_size=2, val_fraction=0.0, save_every=1, image_every=1,
+                   size=(32, 64), target_size=(48, 96))
+    extra = {"target": (target,)} if with_target else {}
+    Trainer(AdventTask, config, tmp_path / "run", Sources((source,), extra=extra)).fit()
+    assert read_card(tmp_path / "run").meta["input_size"] == ([48, 96] if with_target else [32, 64])
+
+
 # ----- drivesim eval miou -----------------------------------------------------------------------------------
 def constant_segmenter(train_id: int) -> DeepLabV2:
     """A segmenter that predicts `train_id` everywhere."""

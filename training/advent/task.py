@@ -176,6 +176,12 @@ class AdventTask(Task):
         self.phases = ("seg", "d") if adversarial else ("seg",)
         self._maps: tuple[Tensor, dict[str, tuple[Tensor, Tensor]]] | None = None  # (batch image, level -> maps)
         self.last_scores: SegmentationScores | None = None  # of the latest evaluation (its confusion matrix)
+        self.input_size = config.target_size  # what `eval miou` resizes to; `bind_data` decides
+
+    def bind_data(self, train: Dataset, held_out: Dataset | None) -> None:
+        """The exported input size: the target frames' size when the run had a target domain (the
+        reference evaluates at INPUT_SIZE_TARGET), else the size of the source frames it learnt from."""
+        self.input_size = self.config.target_size if getattr(train, "target_domain", True) else self.config.size
 
     def _initialise(self, config: AdventConfig) -> None:
         if config.init_checkpoint is not None:
@@ -200,6 +206,7 @@ class AdventTask(Task):
                         "stream nor a Cityscapes root with gtFine/val): training without evaluation")
         train = AdventDataset(source, images if config.method != "source_only" else None,
                               size=config.target_size, flip=config.flip, seed=config.seed)
+        train.target_domain = bool(targets)
         return train, held
 
     def networks(self) -> dict[str, nn.Module]:
@@ -332,17 +339,19 @@ class AdventTask(Task):
         return panels
 
     def export(self) -> tuple[str, nn.Module, dict]:
-        return "advent.DeepLabV2", self.seg, segmenter_meta(self.seg, self.config)
+        return "advent.DeepLabV2", self.seg, segmenter_meta(self.seg, self.config, self.input_size)
 
 
-def segmenter_meta(net: DeepLabV2, config: AdventConfig | None = None) -> dict:
+def segmenter_meta(net: DeepLabV2, config: AdventConfig | None = None,
+                   input_size: tuple[int, int] | None = None) -> dict:
     """The model card's meta of a segmenter: what `drivesim eval miou` and the perception agent read."""
     norm = net.config["normalization"]
     meta = {"family": "advent", "kind": "segmenter", "num_classes": net.num_classes, "label_space": "train_ids",
             "classes": list(class_names()), "input": InputSpec(kind="rgb", label_space="rgb").to_dict(),
             "normalization": {"name": norm, **NORMALIZATIONS[norm]}}
     if config is not None:
-        meta |= {"method": config.method, "input_size": list(config.target_size) if config.target_size else None}
+        size = input_size if input_size is not None else config.target_size
+        meta |= {"method": config.method, "input_size": list(size) if size else None}
     return meta
 
 

@@ -44,6 +44,10 @@ class Task(nn.Module):
         """(train, held-out) datasets; label -> image pairs unless a family says otherwise."""
         return paired_datasets(config, cls.input_spec(config), sources)
 
+    def bind_data(self, train: Dataset, held_out: Dataset | None) -> None:
+        """The trainer's datasets, before the first step: for families whose exported model card
+        records something about the data it was trained on. Nothing by default."""
+
     def encode(self, batch: dict) -> Tensor:
         """The generator input of a batch (`b c h w`)."""
         return encode_input(batch["label"], self.input_spec(self.config), batch.get("instance"))

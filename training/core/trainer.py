@@ -62,6 +62,7 @@ class Trainer:
         task = self.task_cls(cfg).to(d.device)
         D.broadcast_module(task, d)
         train_ds, val_ds = self.task_cls.datasets(cfg, self.sources)
+        task.bind_data(train_ds, val_ds)
         total = cfg.steps or max(1, round(cfg.epochs * steps_per_epoch(len(train_ds), cfg.batch_size, d.world)))
         task.total_steps = total
         optimizers = task.optimizers()
