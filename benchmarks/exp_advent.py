@@ -20,7 +20,11 @@ on another look it only saw unlabelled, at the same budget (steps, backbone, siz
    and every method continues from that network (`init_checkpoint`), as the reference adapts an
    initialised network. A finished run with the same options is reused (`--retrain` trains again).
 3. Scores each model (`drivesim eval miou`: the library call, and the command it equals) on the
-   held-out target frames (the bar: AdvEnt above source-only) and on the held-out source frames.
+   held-out target frames (the bar: AdvEnt above source-only) and on the held-out source frames;
+   each method against source-only on the same seed. With `--bn-stats`, the target score again with
+   the batch-norm statistics re-estimated on the source, then the target training frames: the
+   reference's DeepLab-v2 keeps its batch norms in training mode, so an adapting run's statistics
+   mix in target frames while source-only's do not, and this tells that apart from the losses.
 
 stdout: a Markdown table (mean +- std over seeds), per-class target IoU, and the commands;
 OUT/results.json holds the same plus every run's figures.
@@ -136,6 +140,48 @@ def train(out: Path, method: str, seed: int, opts: dict, source: list[Path], tar
 
 
 # ----- 3. scores and output ----------------------------------------------------------------------------
+def bn_scores(run: Path, held: Path, domains: dict[str, list[Path]], frames: int = 256) -> dict[str, float]:
+    """Target mIoU of `run` with its batch-norm statistics re-estimated on `frames` training frames of
+    each domain (the affine parameters stay; AdaBN). DeepLab-v2's batch norms keep updating their
+    statistics in training mode, so AdvEnt's carry target frames and source-only's do not; this
+    separates that from the effect of the adaptation losses."""
+    import torch
+
+    from drivesim_carla.recorders.datasets import image_source, image_tensor
+    from drivesim_carla.training.advent.eval_miou import labelled_frames, load_segmenter
+    from drivesim_carla.training.advent.metrics import SegmentationScores, confusion_matrix
+    from drivesim_carla.training.advent.networks import upsample
+
+    labelled = labelled_frames(held, CAMERA)
+    images = torch.stack([labelled[i]["image"] for i in range(len(labelled))])
+    out = {}
+    for name, paths in domains.items():
+        shots = []
+        for p in paths:
+            src = image_source(p, CAMERA)
+            step = max(1, len(src) * len(paths) // frames)
+            shots += [image_tensor(np.ascontiguousarray(src.rgb(i))) for i in range(0, len(src), step)]
+        net, _ = load_segmenter(run, "cpu")
+        for m in net.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.reset_running_stats()
+                m.momentum = None  # a plain average over the batches below
+        net.train()
+        x = torch.stack(shots)[torch.randperm(len(shots), generator=torch.Generator().manual_seed(0))]
+        confusion = torch.zeros(19, 19, dtype=torch.long)
+        with torch.no_grad():
+            for i in range(0, len(x), 4):
+                net(net.normalize(x[i:i + 4]))
+            net.eval()
+            for i in range(0, len(images), 8):
+                logits = net(net.normalize(images[i:i + 8]))[1]
+                for one, k in zip(logits, range(i, i + len(logits)), strict=True):
+                    label = labelled[k]["label"]
+                    confusion += confusion_matrix(upsample(one[None], tuple(label.shape[-2:])).argmax(1)[0], label, 19)
+        out[name] = SegmentationScores(confusion).miou
+    return out
+
+
 def score(run: Path, held: Path) -> tuple[dict, str]:
     scores, n = score_segmenter(run, held, camera=CAMERA, batch_size=8, device="cpu")
     command = shown([*CLI, "eval", "miou", "--model", str(run), "--data", str(held), "--camera", CAMERA])
@@ -157,6 +203,39 @@ def table(rows: dict[str, list[dict]]) -> str:
         lines.append(f"| {method} | {len(runs)} | {runs[0]['steps']} | {cpu:.1f} | "
                      f"{_mean_std([r['target']['miou'] for r in runs])} | "
                      f"{_mean_std([r['source']['miou'] for r in runs])} | {per_seed} |")
+    return "\n".join(lines)
+
+
+def paired_table(rows: dict[str, list[dict]]) -> str:
+    """Each method minus source-only on the same seed (same warm start and data order), target mIoU."""
+    if "source_only" not in rows:
+        return ""
+    base = {r["seed"]: r for r in rows["source_only"]}
+    keys = [("target", "as trained")] + [(f"bn_{d}", f"BN statistics of {d} frames")
+                                         for d in ("source", "target") if f"bn_{d}" in rows["source_only"][0]]
+    lines = ["| method | " + " | ".join(f"{label}: mean ± std (wins)" for _, label in keys) + " |",
+             "|---|" + "---:|" * len(keys)]
+    for method, runs in rows.items():
+        if method == "source_only":
+            continue
+        cells = []
+        for key, _ in keys:
+            diff = 100 * np.array([r[key]["miou"] - base[r["seed"]][key]["miou"] for r in runs if r["seed"] in base])
+            std = f" ± {diff.std(ddof=1):.2f}" if len(diff) > 1 else ""
+            cells.append(f"{diff.mean():+.2f}{std} ({int((diff > 0).sum())}/{len(diff)})")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def bn_table(rows: dict[str, list[dict]]) -> str:
+    if not all("bn_source" in r for runs in rows.values() for r in runs):
+        return ""
+    lines = ["| method | target mIoU, as trained | with source-frame BN statistics | with target-frame BN statistics |",
+             "|---|---:|---:|---:|"]
+    for method, runs in rows.items():
+        lines.append(f"| {method} | {_mean_std([r['target']['miou'] for r in runs])} | "
+                     f"{_mean_std([r['bn_source']['miou'] for r in runs])} | "
+                     f"{_mean_std([r['bn_target']['miou'] for r in runs])} |")
     return "\n".join(lines)
 
 
@@ -197,6 +276,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--warm-start", type=int, default=0,
                     help="steps of a source-only warm-up per seed that every method then starts from "
                          "(init_checkpoint), as the reference adapts an initialised network [0: from scratch]")
+    ap.add_argument("--bn-stats", action="store_true",
+                    help="also score every model with its batch-norm statistics re-estimated on source, then "
+                         "target training frames (separates the adaptation losses from the statistics)")
     ap.add_argument("--retrain", action="store_true", help="train again even where a finished run matches")
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny data, model and budget")
     args = ap.parse_args()
@@ -266,22 +348,33 @@ def main() -> None:
             say(f"scoring {run}")
             trg, trg_cmd = score(run, held_trg[0])
             src, src_cmd = score(run, held_src[0])
-            rows.setdefault(method, []).append({**info, "seed": seed, "target": trg, "source": src})
+            row = {**info, "seed": seed, "target": trg, "source": src}
+            if args.bn_stats:
+                for domain, miou in bn_scores(run, held_trg[0], {"source": source, "target": target}).items():
+                    row[f"bn_{domain}"] = {"miou": miou}
+            rows.setdefault(method, []).append(row)
             commands["train"].append(info["command"])
             commands["eval"] += [trg_cmd, src_cmd]
 
-    main_table, classes = table(rows), class_table(rows)
+    main_table, classes, paired, bn = table(rows), class_table(rows), paired_table(rows), bn_table(rows)
     looks = f"{':'.join(args.source_look)} -> {':'.join(args.target_look)}"
     results = {"rows": rows, "looks": {"source": args.source_look, "target": args.target_look},
                "size": list(args.size), "world_seeds": args.world_seeds, "heldout_seed": args.heldout_seed,
                "heldout_frames": len(Session(held_trg[0])), "commands": commands,
                "experiment_command": shlex.join(["python", *sys.argv]), "table": main_table,
-               "class_table": classes, "cpus": os.cpu_count(), "loadavg": os.getloadavg()}
+               "class_table": classes, "paired_table": paired, "bn_table": bn, "cpus": os.cpu_count(),
+               "loadavg": os.getloadavg()}
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     warm = f", after a shared {args.warm_start}-step source-only warm-up" if args.warm_start else ""
     print(f"## AdvEnt vs source-only, {looks}, {args.size[0]}x{args.size[1]}, {args.steps} steps{warm}\n")
     print(main_table)
+    if paired:
+        print("\nTarget mIoU difference to source-only on the same seed (points; wins = seeds above it):\n")
+        print(paired)
+    if bn:
+        print("\nTarget mIoU (%) with batch-norm statistics re-estimated on 256 training frames of one domain:\n")
+        print(bn)
     print("\nTarget IoU per class (%), mean over seeds:\n")
     print(classes)
     print("\nCommands:\n")
