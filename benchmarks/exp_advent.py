@@ -140,45 +140,18 @@ def train(out: Path, method: str, seed: int, opts: dict, source: list[Path], tar
 
 
 # ----- 3. scores and output ----------------------------------------------------------------------------
-def bn_scores(run: Path, held: Path, domains: dict[str, list[Path]], frames: int = 256) -> dict[str, float]:
-    """Target mIoU of `run` with its batch-norm statistics re-estimated on `frames` training frames of
-    each domain (the affine parameters stay; AdaBN). DeepLab-v2's batch norms keep updating their
-    statistics in training mode, so AdvEnt's carry target frames and source-only's do not; this
-    separates that from the effect of the adaptation losses."""
-    import torch
-
-    from drivesim_carla.recorders.datasets import image_source, image_tensor
-    from drivesim_carla.training.advent.eval_miou import labelled_frames, load_segmenter
-    from drivesim_carla.training.advent.metrics import SegmentationScores, confusion_matrix
-    from drivesim_carla.training.advent.networks import upsample
-
-    labelled = labelled_frames(held, CAMERA)
-    images = torch.stack([labelled[i]["image"] for i in range(len(labelled))])
+def bn_scores(run: Path, held: Path, domains: dict[str, list[Path]], frames: int = 256) -> dict[str, tuple]:
+    """Per domain: (target mIoU of `run` with its batch-norm statistics re-estimated on `frames` of
+    that domain's training frames (AdaBN; the weights stay), the command). DeepLab-v2's batch norms
+    keep updating their statistics in training mode, so AdvEnt's carry target frames and
+    source-only's do not; this separates that from the effect of the adaptation losses."""
     out = {}
     for name, paths in domains.items():
-        shots = []
-        for p in paths:
-            src = image_source(p, CAMERA)
-            step = max(1, len(src) * len(paths) // frames)
-            shots += [image_tensor(np.ascontiguousarray(src.rgb(i))) for i in range(0, len(src), step)]
-        net, _ = load_segmenter(run, "cpu")
-        for m in net.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.reset_running_stats()
-                m.momentum = None  # a plain average over the batches below
-        net.train()
-        x = torch.stack(shots)[torch.randperm(len(shots), generator=torch.Generator().manual_seed(0))]
-        confusion = torch.zeros(19, 19, dtype=torch.long)
-        with torch.no_grad():
-            for i in range(0, len(x), 4):
-                net(net.normalize(x[i:i + 4]))
-            net.eval()
-            for i in range(0, len(images), 8):
-                logits = net(net.normalize(images[i:i + 8]))[1]
-                for one, k in zip(logits, range(i, i + len(logits)), strict=True):
-                    label = labelled[k]["label"]
-                    confusion += confusion_matrix(upsample(one[None], tuple(label.shape[-2:])).argmax(1)[0], label, 19)
-        out[name] = SegmentationScores(confusion).miou
+        scores, _ = score_segmenter(run, held, camera=CAMERA, batch_size=8, device="cpu", bn_frames=paths,
+                                    bn_max=frames)
+        command = [*CLI, "eval", "miou", "--model", str(run), "--data", str(held), "--camera", CAMERA,
+                   *[a for p in paths for a in ("--bn-frames", str(p))], "--bn-max", str(frames), "--batch-size", "8"]
+        out[name] = (scores.miou, shown(command))
     return out
 
 
@@ -350,8 +323,9 @@ def main() -> None:
             src, src_cmd = score(run, held_src[0])
             row = {**info, "seed": seed, "target": trg, "source": src}
             if args.bn_stats:
-                for domain, miou in bn_scores(run, held_trg[0], {"source": source, "target": target}).items():
+                for domain, (miou, cmd) in bn_scores(run, held_trg[0], {"source": source, "target": target}).items():
                     row[f"bn_{domain}"] = {"miou": miou}
+                    commands["eval"].append(cmd)
             rows.setdefault(method, []).append(row)
             commands["train"].append(info["command"])
             commands["eval"] += [trg_cmd, src_cmd]

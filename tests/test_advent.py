@@ -16,10 +16,11 @@ from safetensors import safe_open
 
 from drivesim_carla.errors import DrivesimError
 from drivesim_carla.labels import to_train_ids
+from drivesim_carla.recorders.datasets import image_tensor, resize_image
 from drivesim_carla.recorders.session import Session
 from drivesim_carla.training import from_pretrained, read_card, save_pretrained
 from drivesim_carla.training.advent.convert import convert
-from drivesim_carla.training.advent.eval_miou import miou, score_segmenter
+from drivesim_carla.training.advent.eval_miou import labelled_frames, miou, score_segmenter
 from drivesim_carla.training.advent.metrics import (
     SegmentationScores,
     confusion_matrix,
@@ -621,6 +622,65 @@ def test_miou_rejects_models_it_cannot_score(domains, tmp_path):
     cv2.imwrite(str(pictures / "a.png"), np.zeros((8, 8, 3), np.uint8))
     _one_line("has no labels; give labelled frames as --data", score_segmenter,
               _save(constant_segmenter(0), tmp_path / "road"), pictures)
+
+
+def test_reestimate_batchnorm_takes_the_frames_statistics():
+    """The first batch norm's running mean becomes the mean of its input over the frames (equal batches,
+    so the average of batch means is the overall mean); weights, momentum and eval mode are kept."""
+    from drivesim_carla.training.advent.adabn import reestimate_batchnorm
+
+    torch.manual_seed(0)
+    net = DeepLabV2(backbone="resnet18", width=4, normalization="imagenet").eval()
+    before = {k: v.clone() for k, v in net.state_dict().items() if "running" not in k and "num_batches" not in k}
+    images = torch.rand(8, 3, 32, 64) * 2 - 1
+    with torch.no_grad():
+        expected = net.conv1(net.normalize(images)).mean((0, 2, 3))
+    assert not torch.allclose(net.bn1.running_mean, expected, atol=1e-3)
+    assert reestimate_batchnorm(net, images, batch_size=4) == sum(
+        isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    torch.testing.assert_close(net.bn1.running_mean, expected, atol=1e-5, rtol=1e-5)
+    assert not net.training and net.bn1.momentum == 0.1
+    after = net.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items())
+    _one_line("at least 2 frames", reestimate_batchnorm, net, images[:1])
+
+
+def test_miou_with_batchnorm_statistics_of_other_frames(domains, tmp_path):
+    """`eval miou --bn-frames`: the score of the segmenter whose statistics were re-estimated on those
+    frames, which differs from the stored statistics' score; a missing source is one line."""
+    from drivesim_carla.training.advent.adabn import reestimate_batchnorm, sample_frames
+
+    source, target = domains
+    torch.manual_seed(0)
+    net = DeepLabV2(backbone="resnet18", width=4, normalization="imagenet").eval()
+    with torch.no_grad():
+        for conv in net.layer6.conv2d_list:
+            conv.weight.normal_(0, 1)
+    model = _save(net, tmp_path / "m", input_size=[32, 64])
+    plain, _ = score_segmenter(model, target, batch_size=4, device="cpu")
+    adapted, n = score_segmenter(model, target, batch_size=4, device="cpu", bn_frames=[source], bn_max=6)
+    assert n == 10 and not torch.equal(plain.confusion, adapted.confusion)
+    frames = sample_frames([source], None, (32, 64), 6)
+    assert frames.shape == (6, 3, 32, 64)
+    torch.testing.assert_close(frames[-1], image_tensor(resize_image(Session(source)[7].rgb, (32, 64))))
+    by_hand = from_pretrained(model)
+    reestimate_batchnorm(by_hand, frames, batch_size=4)
+    labelled, confusion = labelled_frames(target), torch.zeros(19, 19, dtype=torch.long)
+    with torch.no_grad():
+        for i in range(10):
+            image = image_tensor(resize_image(Session(target)[i].rgb, (32, 64)))[None]
+            label = labelled[i]["label"]
+            confusion += confusion_matrix(by_hand.predict(image, size=tuple(label.shape))[0].argmax(0), label, 19)
+    assert torch.equal(adapted.confusion, confusion)
+    out = tmp_path / "s.json"
+    result = CliRunner().invoke(miou, ["--model", str(model), "--data", str(target), "--bn-frames", str(source),
+                                       "--bn-max", "6", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"batch-norm statistics of {source}" in result.output
+    record = json.loads(out.read_text())
+    assert record["bn_frames"] == [str(source)] and record["miou"] == pytest.approx(adapted.miou)
+    _one_line("--bn-frames .*nowhere.h5: not found", score_segmenter, model, target,
+              bn_frames=[tmp_path / "nowhere.h5"])
 
 
 # ----- perception in the loop ---------------------------------------------------------------------------------

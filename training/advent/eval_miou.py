@@ -15,6 +15,10 @@ over the sessions sorted by name. The counts must match.
 
 Each image is resized to the size the model was trained at (its model card's `input_size`; the
 labels' size when it has none) and the predictions are upsampled to the labels' size.
+
+`--bn-frames SRC` (repeatable) first replaces the segmenter's batch-norm statistics by those of up
+to `--bn-max` unlabelled frames of SRC, evenly spaced (AdaBN; see `adabn.py`): the baseline a domain
+adaptation method should beat, and a check of how much of one's gain is its statistics.
 """
 
 from __future__ import annotations
@@ -99,8 +103,10 @@ class _Pairs:
 
 def score_segmenter(model: str | Path, data: str | Path, *, camera: str | None = None,
                     images: str | Path | None = None, batch_size: int = 4, device: str = "auto",
-                    input_size: tuple[int, int] | None = None) -> tuple[SegmentationScores, int]:
-    """(scores over every labelled frame of `data`, frames scored); see the module docstring."""
+                    input_size: tuple[int, int] | None = None, bn_frames=(), bn_max: int = 256,
+                    ) -> tuple[SegmentationScores, int]:
+    """(scores over every labelled frame of `data`, frames scored); see the module docstring.
+    `bn_frames`: sources whose frames re-estimate the batch-norm statistics first."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -119,6 +125,10 @@ def score_segmenter(model: str | Path, data: str | Path, *, camera: str | None =
     size = input_size or (tuple(meta["input_size"]) if meta.get("input_size") else None)
     if size is None:
         size = tuple(labelled[0]["label"].shape[-2:])
+    if bn_frames:
+        from .adabn import reestimate_batchnorm, sample_frames
+
+        reestimate_batchnorm(net, sample_frames(list(bn_frames), camera, size, bn_max), batch_size=batch_size)
     loader = DataLoader(_Pairs(labelled, shots, size), batch_size=batch_size, collate_fn=list)
     confusion = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.long)
     n = 0
@@ -153,22 +163,28 @@ def _size(value: str | None) -> tuple[int, int] | None:
                    "paired by order with --data's labelled frames.")
 @click.option("--input-size", default=None, metavar="HxW",
               help="Resize images to this before the segmenter [default: the size it was trained at].")
+@click.option("--bn-frames", multiple=True, metavar="SRC",
+              help="Unlabelled frames (sessions or images; repeatable) to re-estimate the segmenter's "
+                   "batch-norm statistics on before scoring (AdaBN).")
+@click.option("--bn-max", type=int, default=256, show_default=True, help="At most this many --bn-frames frames.")
 @click.option("--batch-size", type=int, default=4, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the scores (per-class IoU, confusion matrix) as JSON.")
 def miou(model: Path, data: str, camera: str | None, images: str | None, input_size: str | None,
-         batch_size: int, device: str, json_out: Path | None) -> None:
+         bn_frames: tuple[str, ...], bn_max: int, batch_size: int, device: str, json_out: Path | None) -> None:
     """Per-class IoU and mIoU of a segmenter over the 19 Cityscapes classes."""
     if json_out is not None and not json_out.resolve().parent.is_dir():
         raise DrivesimError(f"--json {json_out}: folder {json_out.resolve().parent} does not exist; create it first")
     scores, n = score_segmenter(model, data, camera=camera, images=images, batch_size=batch_size, device=device,
-                                input_size=_size(input_size))
+                                input_size=_size(input_size), bn_frames=bn_frames, bn_max=bn_max)
     if json_out is not None:
         record = {**scores.to_dict(), "frames": n, "model": str(model), "data": str(data), "images": images,
-                  "pairing": "k-th image with k-th labelled frame" if images else None}
+                  "pairing": "k-th image with k-th labelled frame" if images else None,
+                  "bn_frames": list(bn_frames) or None, "bn_max": bn_max if bn_frames else None}
         json_out.write_text(json.dumps(record, indent=2) + "\n")
     click.echo(scores.table())
     scored = "synthesized frames" if images else "frames"
+    stats = f"; batch-norm statistics of {', '.join(bn_frames)}" if bn_frames else ""
     click.echo(f"mIoU {100 * scores.miou:.2f}% over {n} {scored} ({scores.pixels} labelled pixels; "
-               f"pixel accuracy {100 * scores.pixel_accuracy:.2f}%)")
+               f"pixel accuracy {100 * scores.pixel_accuracy:.2f}%{stats})")
