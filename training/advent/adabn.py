@@ -28,8 +28,8 @@ def sample_frames(sources: Sequence[str | Path], camera: str | None, size: tuple
     of sessions, folders of images), each resized to `size`."""
     from ...recorders.datasets import image_source, image_tensor, resize_image
 
-    if limit < 1:
-        raise DrivesimError(f"--bn-max {limit}: give at least 1 frame")
+    if limit < 2:
+        raise DrivesimError(f"--bn-max {limit}: batch-norm statistics need at least 2 frames")
     shots = []
     for path in sources:
         if not Path(path).exists():
