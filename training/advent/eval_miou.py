@@ -128,7 +128,8 @@ def score_segmenter(model: str | Path, data: str | Path, *, camera: str | None =
     if bn_frames:
         from .adabn import reestimate_batchnorm, sample_frames
 
-        reestimate_batchnorm(net, sample_frames(list(bn_frames), camera, size, bn_max), batch_size=batch_size)
+        reestimate_batchnorm(net, sample_frames(list(bn_frames), camera, size, bn_max),
+                             batch_size=max(batch_size, 2))  # a one-frame batch has little variance
     loader = DataLoader(_Pairs(labelled, shots, size), batch_size=batch_size, collate_fn=list)
     confusion = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.long)
     n = 0
