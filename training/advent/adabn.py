@@ -56,27 +56,22 @@ def sample_frames(sources: Sequence[str | Path], camera: str | None, size: tuple
 def reestimate_batchnorm(net: nn.Module, images: Tensor, batch_size: int = 4, seed: int = 0) -> int:
     """Replace the running statistics of every batch norm in `net` by the average of its batch
     statistics over `images` (`n 3 h w` in [-1, 1], passed through `net.normalize`) in shuffled
-    batches; scale and shift are kept. Leaves `net` in eval mode; returns the batch norms updated."""
-    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    batches, with PyTorch's `swa_utils.update_bn`; scale and shift are kept. Leaves `net` in eval
+    mode; returns the number of batch norms updated."""
+    from torch.optim.swa_utils import update_bn
+
+    norms = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
     if not norms:
         return 0
     if len(images) < 2:
         raise DrivesimError("batch-norm statistics need at least 2 frames")
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # a cumulative average over the batches below
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
     device = next(net.parameters()).device
-    net.train()
+    # a trailing one-frame batch has no variance worth averaging in
+    batches = [images[order[i:i + batch_size]] for i in range(0, len(images), batch_size)]
+    batches = [b for k, b in enumerate(batches) if k == 0 or len(b) > 1]
     try:
-        for i in range(0, len(images), batch_size):
-            batch = images[order[i:i + batch_size]]
-            if len(batch) < 2 and i > 0:
-                break  # a one-frame batch has no variance worth averaging in
-            net(net.normalize(batch.to(device)))
+        update_bn((net.normalize(b.to(device)) for b in batches), net)
     finally:
-        for m, momentum in zip(norms, momenta, strict=True):
-            m.momentum = momentum
         net.eval()
-    return len(norms)
+    return norms
