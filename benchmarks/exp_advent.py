@@ -35,16 +35,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shlex
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+from _experiment import CLI, complete, drivesim, parse_size, say, set_args, shown
 
-from drivesim_carla.errors import DrivesimError
 from drivesim_carla.recorders.session import Session
 from drivesim_carla.training.advent.eval_miou import score_segmenter
 from drivesim_carla.training.advent.metrics import class_names
@@ -52,28 +50,7 @@ from drivesim_carla.training.advent.task import METHODS, AdventConfig
 from drivesim_carla.training.core.config import load_config
 
 CAMERA = "front"
-CLI = [sys.executable, "-m", "drivesim_carla.cli"]
 TARGET_SEED_OFFSET = 50
-
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def shown(cmd: list[str]) -> str:
-    return shlex.join(["drivesim", *cmd[len(CLI):]] if cmd[:len(CLI)] == CLI else cmd)
-
-
-def drivesim(args: list[str]) -> tuple[float, str]:
-    """Run `drivesim ARGS` (output to our stderr): (CPU seconds it used, the command as typed)."""
-    cmd = [*CLI, *args]
-    say(f"$ {shown(cmd)}")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    rc = subprocess.run(cmd, stdout=sys.stderr, stderr=sys.stderr).returncode
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if rc != 0:
-        raise SystemExit(f"exp_advent: `{shown(cmd)}` failed (exit {rc}); see the messages above")
-    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), shown(cmd)
 
 
 # ----- 1. recordings ----------------------------------------------------------------------------------
@@ -85,7 +62,7 @@ def record(folder: Path, seed: int, frames: int, look: tuple[str, str], labels: 
     args = ["record", "--seed", str(seed), "--frames", str(frames), "--width", str(w), "--height", str(h),
             "--style", style, "--weather", weather, "--cameras", f"{CAMERA}:{streams}", "--quiet"]
     command = shown([*CLI, *args, "--out", str(path)])
-    if _complete(path):
+    if complete(path):
         say(f"reusing {path}")
         return path, command
     folder.mkdir(parents=True, exist_ok=True)
@@ -93,13 +70,6 @@ def record(folder: Path, seed: int, frames: int, look: tuple[str, str], labels: 
     drivesim([*args, "--out", str(tmp), "--overwrite"])
     os.replace(tmp, path)
     return path, command
-
-
-def _complete(path: Path) -> bool:
-    try:
-        return path.is_file() and Session(path).complete
-    except DrivesimError:
-        return False
 
 
 # ----- 2. training --------------------------------------------------------------------------------------
@@ -110,14 +80,6 @@ def options(args, method: str, seed: int) -> dict:
             "save_every": args.steps, "image_every": max(args.steps // 4, 1), "camera": CAMERA}
     load_config(AdventConfig, None, opts)  # a bad option fails before anything runs
     return opts
-
-
-def set_args(opts: dict) -> list[str]:
-    out = []
-    for k, v in opts.items():
-        text = v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
-        out += ["--set", f"{k}={text}"]
-    return out
 
 
 def train(out: Path, method: str, seed: int, opts: dict, source: list[Path], target: list[Path],
@@ -238,7 +200,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--heldout-frames", type=int, default=None, help="[200; quick 6]")
     ap.add_argument("--source-look", default="flat:clear", help="STYLE:WEATHER of the labelled source")
     ap.add_argument("--target-look", default="textured:night", help="STYLE:WEATHER of the unlabelled target")
-    ap.add_argument("--size", type=_size, default=None, help="HxW of recordings and training [64x128; quick 32x64]")
+    ap.add_argument("--size", type=parse_size, default=None,
+                    help="HxW of recordings and training [64x128; quick 32x64]")
     ap.add_argument("--steps", type=int, default=None, help="training steps of every run [2000; quick 3]")
     ap.add_argument("--width", type=int, default=None, help="ResNet-18 base width [16; quick 4]")
     ap.add_argument("--ndf", type=int, default=None, help="discriminator width [32; quick 4]")
@@ -271,11 +234,6 @@ def parse_args() -> argparse.Namespace:
     if args.heldout_seed in args.world_seeds or args.heldout_seed - TARGET_SEED_OFFSET in args.world_seeds:
         ap.error(f"--heldout-seed {args.heldout_seed} is also a training town")
     return args
-
-
-def _size(text: str) -> tuple[int, int]:
-    h, _, w = text.lower().partition("x")
-    return int(h), int(w)
 
 
 def _look(ap, text: str) -> tuple[str, str]:

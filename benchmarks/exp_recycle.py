@@ -39,51 +39,29 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from _experiment import complete, drivesim, parse_size, say, set_args
 
 from drivesim_carla.errors import DrivesimError
 from drivesim_carla.recorders.session import Session
 
 CAMERA = "front"
-CLI = [sys.executable, "-m", "drivesim_carla.cli"]
 FAMILIES = ("cyclegan", "recycle")
 NOTE = ("lambda_content=0 for Recycle-GAN: its VGG content loss needs pretrained VGG19 weights, which cannot be "
         "downloaded on this machine")
-
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def shown(cmd: list[str]) -> str:
-    return shlex.join(["drivesim", *cmd[len(CLI):]] if cmd[:len(CLI)] == CLI else cmd)
-
-
-def drivesim(args: list[str]) -> tuple[float, str]:
-    """Run `drivesim ARGS`; (CPU seconds it used, the command as typed)."""
-    cmd = [*CLI, *args]
-    say(f"$ {shown(cmd)}")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    rc = subprocess.run(cmd, stdout=sys.stderr, stderr=sys.stderr).returncode
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if rc != 0:
-        raise SystemExit(f"exp_recycle: `{shown(cmd)}` failed (exit {rc}); see the messages above")
-    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), shown(cmd)
 
 
 # ----- 1. recordings ------------------------------------------------------------------------------------
 def recording(folder: Path, seed: int, frames: int, size: tuple[int, int], style: str, streams: str) -> Path:
     h, w = size
     path = folder / f"{style}_seed{seed}_{frames}f_{h}x{w}_{streams.replace('+', '-')}.h5"
-    if path.is_file() and _complete(path):
+    if complete(path):
         say(f"reusing {path}")
         return path
     folder.mkdir(parents=True, exist_ok=True)
@@ -92,13 +70,6 @@ def recording(folder: Path, seed: int, frames: int, size: tuple[int, int], style
               "--style", style, "--cameras", f"{CAMERA}:{streams}", "--quiet", "--out", str(tmp), "--overwrite"])
     os.replace(tmp, path)
     return path
-
-
-def _complete(path: Path) -> bool:
-    try:
-        return Session(path).complete
-    except DrivesimError:
-        return False
 
 
 # ----- 2. training --------------------------------------------------------------------------------------
@@ -112,10 +83,6 @@ def family_options(family: str, args) -> dict:
     if family == "recycle":
         opts["lambda_content"] = 0
     return opts
-
-
-def set_args(opts: dict) -> list[str]:
-    return [a for k, v in opts.items() for a in ("--set", f"{k}={json.dumps(v, separators=(',', ':'))}")]
 
 
 def train_command(family: str, opts: dict, a: list[Path], b: list[Path], run: Path) -> list[str]:
@@ -245,7 +212,8 @@ def parse_args() -> argparse.Namespace:
                     "order, synthetic flow) [0]")
     ap.add_argument("--heldout-seed", type=int, default=100)
     ap.add_argument("--heldout-frames", type=int, default=None, help="held-out frames [120; quick 10]")
-    ap.add_argument("--size", type=_size, default=None, help="HxW of recordings and training [128x256; quick 64x128]")
+    ap.add_argument("--size", type=parse_size, default=None,
+                    help="HxW of recordings and training [128x256; quick 64x128]")
     ap.add_argument("--ngf", type=int, default=None, help="generator width [32; quick 8]")
     ap.add_argument("--ndf", type=int, default=None, help="discriminator width [32; quick 8]")
     ap.add_argument("--n-blocks", type=int, default=None, help="ResNet blocks of both families [6; quick 2]")
@@ -274,11 +242,6 @@ def parse_args() -> argparse.Namespace:
     if args.heldout_frames < 2:
         ap.error("--heldout-frames must be at least 2 (the warping error compares consecutive frames)")
     return args
-
-
-def _size(text: str) -> tuple[int, int]:
-    h, _, w = text.lower().partition("x")
-    return int(h), int(w)
 
 
 def main() -> None:

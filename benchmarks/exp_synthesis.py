@@ -38,10 +38,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -49,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _experiment import CLI, complete, drivesim, parse_size, say, set_args, shown
 from torch.utils.data import DataLoader
 
 from drivesim_carla.errors import DrivesimError
@@ -64,36 +63,8 @@ from drivesim_carla.training.metrics import psnr, ssim
 
 CAMERA = "front"
 STYLE = "textured"
-CLI = [sys.executable, "-m", "drivesim_carla.cli"]  # the `drivesim` command of this interpreter
 VGG_NOTE = "lambda_vgg=0 for every family: no VGG19 weights can be downloaded on this machine"
 GRID_ROWS = 4
-
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def shown(cmd: list[str]) -> str:
-    """A command as a person would type it (`drivesim ...`)."""
-    return shlex.join(["drivesim", *cmd[len(CLI):]] if cmd[:len(CLI)] == CLI else cmd)
-
-
-def drivesim(args: list[str]) -> str:
-    """Run `drivesim ARGS` (its output to our stderr); the command as typed."""
-    cmd = [*CLI, *args]
-    say(f"$ {shown(cmd)}")
-    rc = subprocess.run(cmd, stdout=sys.stderr, stderr=sys.stderr).returncode
-    if rc != 0:
-        raise SystemExit(f"exp_synthesis: `{shown(cmd)}` failed (exit {rc}); see the messages above")
-    return shown(cmd)
-
-
-def cpu_seconds(args: list[str]) -> tuple[float, str]:
-    """`drivesim ARGS` and the CPU seconds (user + system) it used."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    command = drivesim(args)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), command
 
 
 # ----- 1. recordings ----------------------------------------------------------------------------------
@@ -103,7 +74,7 @@ def recording(folder: Path, seed: int, frames: int, size: tuple[int, int]) -> tu
     path = folder / f"seed{seed}_{frames}f_{h}x{w}_{STYLE}.h5"
     args = ["record", "--seed", str(seed), "--frames", str(frames), "--width", str(w), "--height", str(h),
             "--style", STYLE, "--cameras", f"{CAMERA}:rgb+semantic+instance", "--quiet"]
-    if _complete(path):
+    if complete(path):
         say(f"reusing {path}")
         return path, shown([*CLI, *args, "--out", str(path)])
     folder.mkdir(parents=True, exist_ok=True)
@@ -113,15 +84,6 @@ def recording(folder: Path, seed: int, frames: int, size: tuple[int, int]) -> tu
     if len(Session(path)) < frames:
         say(f"note: {path.name} ended early (route end) at {len(Session(path))} frames")
     return path, shown([*CLI, *args, "--out", str(path)])
-
-
-def _complete(path: Path) -> bool:
-    if not path.is_file():
-        return False
-    try:
-        return Session(path).complete
-    except DrivesimError:
-        return False
 
 
 # ----- 2. the mean-colour baseline ----------------------------------------------------------------------
@@ -183,14 +145,6 @@ def _label_options(family: str, cls, opts: dict) -> dict:
     raise SystemExit(f"exp_synthesis: {family} takes neither CARLA tags nor their colours as labels ({error})")
 
 
-def set_args(opts: dict) -> list[str]:
-    out = []
-    for k, v in opts.items():
-        text = v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
-        out += ["--set", f"{k}={text}"]
-    return out
-
-
 def train_command(family: str, opts: dict, data: list[Path], run: Path) -> list[str]:
     return ["train", family, *[a for p in data for a in ("--data", str(p))], *set_args(opts), "--out", str(run),
             "--quiet"]
@@ -201,7 +155,7 @@ def calibrate(family: str, opts: dict, data: list[Path], run: Path, steps: int) 
     used = []
     for n in (steps, 2 * steps):
         shutil.rmtree(run, ignore_errors=True)
-        used.append(cpu_seconds(train_command(family, {**opts, "steps": n}, data, run))[0])
+        used.append(drivesim(train_command(family, {**opts, "steps": n}, data, run))[0])
     return max(used[1] - used[0], 1e-3) / steps
 
 
@@ -220,7 +174,7 @@ def train(family: str, opts: dict, data: list[Path], out: Path, args) -> dict:
     shutil.rmtree(run, ignore_errors=True)
     record.unlink(missing_ok=True)
     full = {**opts, "steps": steps}
-    cpu, command = cpu_seconds(train_command(family, full, data, run))
+    cpu, command = drivesim(train_command(family, full, data, run))
     summary = json.loads((run / "summary.json").read_text())
     info = {"key": key, "family": family, "seconds_per_step": sps, "steps": summary["steps"],
             "train_seconds": cpu, "wall_seconds": summary["seconds"], "options": full, "command": command}
@@ -319,7 +273,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--frames", type=int, default=None, help="frames per training seed [300; quick 24]")
     ap.add_argument("--heldout-seed", type=int, default=100)
     ap.add_argument("--heldout-frames", type=int, default=None, help="held-out frames [100; quick 12]")
-    ap.add_argument("--size", type=_size, default=(128, 256), help="HxW of recordings and training [128x256]")
+    ap.add_argument("--size", type=parse_size, default=(128, 256), help="HxW of recordings and training [128x256]")
     ap.add_argument("--ngf", type=int, default=32, help="generator width of every family that has one")
     ap.add_argument("--ndf", type=int, default=32, help="discriminator width of every family that has one")
     ap.add_argument("--calibration-steps", type=int, default=None, help="steps of the timing run [6; quick 3]")
@@ -344,11 +298,6 @@ def parse_args() -> argparse.Namespace:
     if args.calibration_steps < 2:
         ap.error("--calibration-steps must be at least 2 (the first step is a warm-up)")
     return args
-
-
-def _size(text: str) -> tuple[int, int]:
-    h, _, w = text.lower().partition("x")
-    return int(h), int(w)
 
 
 def main() -> None:
