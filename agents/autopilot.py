@@ -14,16 +14,7 @@ import numpy as np
 
 from ..route import Route
 from ..types import ActorState, Control
-from ..world.dynamics import (
-    DRAG,
-    MAX_ACCEL,
-    MAX_BRAKE,
-    MAX_STEER_DEG,
-    POWER_PER_MASS,
-    ROLLING,
-    WHEELBASE,
-)
-from ..world.traffic import idm
+from ..vehicle import DRAG, MAX_ACCEL, MAX_BRAKE, MAX_STEER_DEG, POWER_PER_MASS, ROLLING, WHEELBASE, idm
 from .base import Agent, Observation
 
 FRONT_OFFSET = 1.45  # ego origin to front axle

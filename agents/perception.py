@@ -36,11 +36,11 @@ class SegmenterPerception:
     or a `DeepLabV2`). Frames are resized to the size the model was trained at (`input_size`)."""
 
     def __init__(self, model, device: str = "auto", input_size: tuple[int, int] | None = None):
-        from ..training.core.devices import resolve_device
+        from ..models.devices import resolve_device
 
         self.device = resolve_device(device)
         if isinstance(model, (str, Path)):
-            from ..training.advent.eval_miou import load_segmenter
+            from ..models.segmenter import load_segmenter
 
             self.net, meta = load_segmenter(model, self.device)
             input_size = input_size or (tuple(meta["input_size"]) if meta.get("input_size") else None)

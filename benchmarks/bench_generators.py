@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from drivesim_carla.training.core.inputs import InputSpec, encode_input
+from drivesim_carla.models.inputs import InputSpec, encode_input
 from drivesim_carla.training.spade.convert import convert
 from drivesim_carla.training.spade.generators import ASAPNetGenerator, Pix2PixHDGenerator, SPADEGenerator
 from drivesim_carla.training.spade.normalization import fold_spectral_norm

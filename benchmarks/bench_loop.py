@@ -2,7 +2,7 @@
 
     python benchmarks/bench_loop.py [--frames 400] [--seed 3]
 
-Runs the same loop as the CLI (embedded world, autopilot, synth none, metrics tap) in-process
+Runs the episode the CLI runs (`episode.assemble`: embedded world, autopilot, synth none) in-process
 after a warm-up episode, so numba compilation is not counted. Uses every core it is given.
 """
 
@@ -12,19 +12,14 @@ import argparse
 import os
 import time
 
-from drivesim_carla.agents import make_agent
-from drivesim_carla.loop import ClosedLoop
-from drivesim_carla.scenarios import load_scenario
-from drivesim_carla.synth import load_synthesizer
-from drivesim_carla.world import make_world
+from drivesim_carla.episode import EpisodeConfig, assemble
 
 
 def run(style: str, frames: int, seed: int, scenario: str) -> dict:
-    spec = load_scenario(scenario)
-    world = make_world("embedded", spec, seed, cameras=spec.camera_specs(512, 256), style=style)
-    loop = ClosedLoop(world, make_agent("autopilot"), load_synthesizer("none"))
+    config = EpisodeConfig(scenario=scenario, seed=seed, frames=frames, width=512, height=256, style=style)
     t0 = time.perf_counter()
-    result = loop.run(frames, seed=seed)
+    with assemble(config) as episode:
+        result = episode.run()
     result.summary["total_seconds"] = time.perf_counter() - t0
     return result.summary
 

@@ -32,13 +32,9 @@ import h5py
 import hdf5plugin  # noqa: F401
 import numpy as np
 
-from drivesim_carla.agents import make_agent
-from drivesim_carla.loop import ClosedLoop
+from drivesim_carla.episode import EpisodeConfig, assemble
 from drivesim_carla.recorders import Recorder
-from drivesim_carla.scenarios import load_scenario
-from drivesim_carla.synth import load_synthesizer
 from drivesim_carla.taps import RunInfo, Step
-from drivesim_carla.world import make_world
 
 
 class Keep:
@@ -57,11 +53,10 @@ class Keep:
 
 
 def render(frames: int, style: str, seed: int) -> Keep:
-    spec = load_scenario("default")
-    world = make_world("embedded", spec, seed, cameras=spec.camera_specs(512, 256), style=style)
     keep = Keep()
-    ClosedLoop(world, make_agent("autopilot"), load_synthesizer("none"), taps=[keep]).run(
-        frames, seed=seed, info={"scenario_text": spec.to_yaml()})
+    config = EpisodeConfig(scenario="default", seed=seed, frames=frames, width=512, height=256, style=style)
+    with assemble(config, taps=[keep]) as episode:
+        episode.run()
     return keep
 
 

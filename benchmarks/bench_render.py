@@ -1,9 +1,9 @@
 """Frames per second of the embedded world's renderer on ONE CPU core.
 
-    python benchmarks/bench_render.py [--town] [--frames 200] [--size 256x512] [--seed 0]
+    python benchmarks/bench_render.py [--demo] [--frames 200] [--size 256x512] [--seed 0]
 
-Pins itself to one core (and one numba thread), builds a realistic scene (the demo town of
-`world.render.demo`, ~2400 static boxes, or with --town the embedded world's real town), drives
+Pins itself to one core (and one numba thread), builds a realistic scene (the embedded world's
+town, or with --demo the tests' demo town of `tests/render_demo.py`, ~2400 static boxes), drives
 a camera along a road with ~50 dynamic boxes (cars, pedestrians) plus the traffic-light lamps,
 warms up, and prints frames/s for each style x {rgb+semantic+depth, all five streams}.
 """
@@ -24,8 +24,8 @@ import numpy as np  # noqa: E402
 
 from drivesim_carla.labels import Tag  # noqa: E402
 from drivesim_carla.types import CameraSpec, Transform  # noqa: E402
-from drivesim_carla.world.render import Motion, Renderer  # noqa: E402
-from drivesim_carla.world.scene import Boxes, Material  # noqa: E402
+from drivesim_carla.world.embedded.render import Motion, Renderer  # noqa: E402
+from drivesim_carla.world.embedded.scene import Boxes, Material  # noqa: E402
 
 THREE = ("rgb", "semantic", "depth")
 FIVE = ("rgb", "semantic", "depth", "instance", "flow")
@@ -50,7 +50,11 @@ def _cars_on(points: np.ndarray, headings: np.ndarray, start_inst: int) -> Boxes
 
 
 def demo_setup(seed: int):
-    from drivesim_carla.world.render.demo import demo_scene
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from render_demo import demo_scene
 
     sc = demo_scene(seed)
 
@@ -63,7 +67,7 @@ def demo_setup(seed: int):
 
 
 def town_setup(seed: int):
-    from drivesim_carla.world.town import build_town  # noqa: PLC0415
+    from drivesim_carla.world.embedded.town import build_town  # noqa: PLC0415
 
     town = build_town(seed)
     lanes = sorted(town.lanes.values(), key=lambda lane: -lane.length)
@@ -102,7 +106,7 @@ def town_setup(seed: int):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--town", action="store_true", help="use world.town.build_town (falls back to the demo town)")
+    ap.add_argument("--demo", action="store_true", help="the tests' demo town instead of the embedded world's")
     ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--size", default="256x512", help="HxW")
     ap.add_argument("--seed", type=int, default=0)
@@ -114,14 +118,7 @@ def main() -> None:
     except (AttributeError, OSError):
         pass
     h, w = (int(v) for v in args.size.lower().split("x"))
-    setup = demo_setup
-    if args.town:
-        try:
-            from drivesim_carla.world.town import build_town  # noqa: F401, PLC0415
-
-            setup = town_setup
-        except ImportError as exc:
-            print(f"world.town not available ({exc}); using the demo town")
+    setup = demo_setup if args.demo else town_setup
     t0 = time.perf_counter()
     ground, static, lights, frame_at, name = setup(args.seed)
     print(f"scene: {name}, {len(static)} static boxes, {len(lights.radius)} lamps, "

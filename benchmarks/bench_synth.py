@@ -4,8 +4,8 @@
 
 Builds each generator at its reference size with random weights (speed does not depend on the
 weights; spectral norm folded away, as in exported and converted models), saves it as a model
-directory, loads it through `load_synthesizer` exactly as `drivesim run --synth DIR` does, and
-runs the same loop as the CLI (embedded world, autopilot, metrics tap) after a warm-up. Prints
+directory, and runs the episode `drivesim run --synth DIR` runs (`episode.assemble`: embedded
+world, autopilot, the generator loaded by `load_synthesizer`) after a warm-up. Prints
 loop frames/s and the mean synthesis latency.
 """
 
@@ -18,13 +18,9 @@ from pathlib import Path
 
 import torch
 
-from drivesim_carla.agents import make_agent
-from drivesim_carla.loop import ClosedLoop
-from drivesim_carla.scenarios import load_scenario
-from drivesim_carla.synth import load_synthesizer
+from drivesim_carla.episode import EpisodeConfig, assemble
+from drivesim_carla.models.inputs import InputSpec
 from drivesim_carla.training import save_pretrained
-from drivesim_carla.training.core.inputs import InputSpec
-from drivesim_carla.world import make_world
 
 COLOR = InputSpec(kind="color", label_space="color")
 CITYSCAPES = InputSpec(kind="onehot", label_space="cityscapes_ids", num_classes=35, instance_edges=True)
@@ -45,15 +41,13 @@ def generators() -> dict[str, tuple]:
 
 
 def run(synth_dir: str, frames: int, seed: int, device: str) -> dict:
-    spec = load_scenario("all_streams")  # rgb + semantic + instance on the front camera
-    synth = load_synthesizer(synth_dir, device=device)
-    cameras = spec.camera_specs(512, 256)[:1]
-    world = make_world("embedded", spec, seed, cameras=cameras, style="flat")
-    loop = ClosedLoop(world, make_agent("autopilot"), synth)
+    # rgb + semantic + instance on the front camera of the all_streams scenario
+    config = EpisodeConfig(scenario="all_streams", cameras="front", seed=seed, frames=frames, width=512, height=256,
+                           style="flat", synth={"model": synth_dir, "device": device})
     t0 = time.perf_counter()
-    result = loop.run(frames, seed=seed)
+    with assemble(config) as episode:
+        result = episode.run()
     result.summary["total_seconds"] = time.perf_counter() - t0
-    synth.close()
     return result.summary
 
 

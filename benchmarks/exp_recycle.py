@@ -252,9 +252,9 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
+    from drivesim_carla.models.registry import resolve
     from drivesim_carla.training.core.config import load_config
     from drivesim_carla.training.core.registry import FAMILIES as REGISTRY
-    from drivesim_carla.training.core.registry import resolve
 
     for family in FAMILIES:  # a bad size or width fails before anything is recorded
         load_config(resolve(REGISTRY, family, "model family").Config, None, family_options(family, args))

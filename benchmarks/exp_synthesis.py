@@ -52,13 +52,14 @@ from torch.utils.data import DataLoader
 
 from drivesim_carla.errors import DrivesimError
 from drivesim_carla.labels import NUM_TAGS, colorize
+from drivesim_carla.models.inputs import InputSpec, encode_input
+from drivesim_carla.models.pretrained import read_card
+from drivesim_carla.models.registry import resolve
 from drivesim_carla.recorders.datasets import PairedDataset
 from drivesim_carla.recorders.session import Session
 from drivesim_carla.training import from_pretrained
-from drivesim_carla.training.core.checkpoint import read_card
 from drivesim_carla.training.core.config import load_config
-from drivesim_carla.training.core.inputs import InputSpec, encode_input
-from drivesim_carla.training.core.registry import FAMILIES, resolve
+from drivesim_carla.training.core.registry import FAMILIES
 from drivesim_carla.training.metrics import psnr, ssim
 
 CAMERA = "front"

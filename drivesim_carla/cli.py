@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import sys
 import threading
@@ -16,24 +15,6 @@ import click
 from .errors import DrivesimError
 
 log = logging.getLogger("drivesim")
-
-
-def _write_json(path: Path, data: dict) -> None:
-    """Write JSON atomically: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
-def _check_writable(path: Path | None, what: str) -> None:
-    if path is None:
-        return
-    parent = path.resolve().parent
-    if not parent.is_dir():
-        raise DrivesimError(f"{what} {path}: folder {parent} does not exist; create it first")
-    if not os.access(parent, os.W_OK):
-        raise DrivesimError(f"{what} {path}: folder {parent} is not writable")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -131,102 +112,59 @@ def record(camera_spec: str | None, out: Path, **kw) -> None:
     _drive(headless=True, video=None, record_path=out, camera_spec=camera_spec, **kw)
 
 
-def _select_cameras(cameras: list, spec: str | None) -> list:
-    """Apply `--cameras NAME:STREAM+STREAM,...` to the scenario's cameras."""
-    from dataclasses import replace
-
-    from .types import STREAMS
-
-    if not spec:
-        return cameras
-    by_name = {c.name: c for c in cameras}
-    chosen = []
-    for part in spec.split(","):
-        name, _, streams = part.strip().partition(":")
-        if name not in by_name:
-            raise DrivesimError(f"--cameras: no camera '{name}' in the scenario; it has: {', '.join(by_name)}")
-        wanted = by_name[name].streams if not streams else STREAMS if streams == "all" else tuple(streams.split("+"))
-        unknown = [s for s in wanted if s not in STREAMS]
-        if unknown:
-            raise DrivesimError(f"--cameras: unknown stream(s) {', '.join(unknown)}; valid: {', '.join(STREAMS)}, all")
-        chosen.append(replace(by_name[name], streams=tuple(s for s in STREAMS if s in wanted)))
-    return chosen
-
-
-def _with_streams(camera, streams: tuple[str, ...]):
-    """The camera, also rendering what the synthesizer needs (a generator's semantic/instance input)."""
-    from dataclasses import replace
-
-    from .types import STREAMS
-
-    wanted = set(camera.streams) | set(streams)
-    return replace(camera, streams=tuple(s for s in STREAMS if s in wanted))
-
-
-def _drive(*, world: str, scenario: str, agent: str, perception: Path | None, perception_device: str, synth: str,
-           synth_device: str, synth_precision: str, synth_compile: bool, frames: int | None, seed: int,
-           width: int | None, height: int | None, style: str | None, weather: str | None,
-           headless: bool, video: Path | None, summary_path: Path | None, quiet: bool,
-           host: str, port: int, timeout: float, carla_map: str | None, record_path: Path | None,
-           overwrite: bool, flush_interval: float, codec: str, camera_spec: str | None = None) -> None:
-    """One closed-loop episode: what `run` and `record` share."""
-    from .agents import make_agent, with_perception
-    from .loop import ClosedLoop
-    from .scenarios import load_scenario
-    from .synth import load_synthesizer
-    from .world import make_world
+def episode_config(*, world: str, scenario: str, agent: str, perception: Path | None, perception_device: str,
+                   synth: str, synth_device: str, synth_precision: str, synth_compile: bool, frames: int | None,
+                   seed: int, width: int | None, height: int | None, style: str | None, weather: str | None,
+                   headless: bool, video: Path | None, summary_path: Path | None, host: str, port: int,
+                   timeout: float, carla_map: str | None, record_path: Path | None, overwrite: bool,
+                   flush_interval: float, codec: str, camera_spec: str | None = None, **_: object):
+    """The `EpisodeConfig` of `run`/`record`'s options; bad values are one line naming the option."""
+    from .episode import EpisodeConfig
 
     if frames is not None and frames < 1:
         raise DrivesimError(f"--frames must be at least 1, got {frames}")
     for name, value in (("--width", width), ("--height", height)):
         if value is not None and not 16 <= value <= 8192:
             raise DrivesimError(f"{name} {value} is invalid; use 16..8192 pixels")
-    _check_writable(video, "--video")
-    _check_writable(summary_path, "--summary")
-    spec = load_scenario(scenario)
-    cameras = _select_cameras(spec.camera_specs(width, height), camera_spec)
-    taps = []
-    if record_path is not None:
-        from .recorders import Recorder
+    if not 1 <= port <= 65535:
+        raise DrivesimError(f"--port {port} is invalid; CARLA's RPC port is 1..65535 (2000 by default)")
+    if camera_spec is not None:
+        from .episode import parse_camera_spec
 
-        taps.append(Recorder(record_path, flush_interval=flush_interval, codec=codec,
-                             overwrite=overwrite))
-    synthesizer = load_synthesizer(synth, device=synth_device, precision=synth_precision, compile=synth_compile)
-    cameras[0] = _with_streams(cameras[0], synthesizer.streams)
-    viewer = None
-    if not headless or video is not None:
-        from .viewer import Viewer
-
-        viewer = Viewer(headless=headless, video=video)
-    agent_obj = make_agent(agent, viewer=viewer, target_speed=spec.ego.target_speed,
-                           perception=str(perception) if perception else None, perception_device=perception_device)
-    if perception is not None and agent != "segmentation-autopilot":
-        agent_obj = with_perception(agent_obj, str(perception), perception_device)
-    sim = make_world(world, spec, seed, cameras=cameras, style=style, weather=weather,
-                     host=host, port=port, timeout=timeout, carla_map=carla_map)
-    n = frames if frames is not None else spec.frames
-    loop = ClosedLoop(sim, agent_obj, synthesizer, taps=taps, viewer=viewer,
-                      realtime=viewer is not None and not getattr(viewer, "headless", True))
-    bar = None
-    if not quiet and sys.stderr.isatty():
-        from tqdm import tqdm
-
-        bar = tqdm(total=n, unit="frame", desc=f"drivesim {'record' if record_path else 'run'}", file=sys.stderr)
-    with sim:
         try:
-            result = loop.run(n, seed=seed, stop_at_route_end=frames is None,
-                              info={"scenario_text": spec.to_yaml()}, progress=bar)
+            parse_camera_spec(camera_spec)
+        except ValueError as e:
+            raise DrivesimError(f"--cameras: {e}") from None
+    return EpisodeConfig.from_dict({
+        "world": world, "scenario": scenario, "agent": agent, "seed": seed, "frames": frames,
+        "width": width, "height": height, "style": style, "weather": weather, "cameras": camera_spec,
+        "window": not headless,
+        "endpoint": {"host": host, "port": port, "timeout": timeout, "map": carla_map},
+        "synth": {"model": synth, "device": synth_device, "precision": synth_precision, "compile": synth_compile},
+        "perception": {"model": str(perception), "device": perception_device} if perception else None,
+        "outputs": {"record": record_path, "video": video, "summary": summary_path, "flush_interval": flush_interval,
+                    "codec": codec, "overwrite": overwrite},
+    }, source="options")
+
+
+def _drive(*, quiet: bool, **options) -> None:
+    """One closed-loop episode: what `run` and `record` share."""
+    from .episode import assemble
+
+    config = episode_config(**options)
+    with assemble(config) as episode:
+        bar = None
+        if not quiet and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            kind = "record" if config.outputs.record else "run"
+            bar = tqdm(total=episode.frames, unit="frame", desc=f"drivesim {kind}", file=sys.stderr)
+        try:
+            result = episode.run(progress=bar)
         finally:
             if bar is not None:
                 bar.close()
-            agent_obj.close()
-            synthesizer.close()
-    summary = result.summary
-    summary["scenario"] = spec.name
-    if record_path is not None:
-        summary["recording"] = str(record_path)
-    if summary_path is not None:
-        _write_json(summary_path, summary)
+    summary, record_path = result.summary, config.outputs.record
     click.echo(
         f"{summary['frames']} frames, {summary['sim_seconds']:.1f} s simulated in "
         f"{summary['wall_seconds']:.1f} s ({summary['fps']:.1f} fps); "

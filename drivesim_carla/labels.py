@@ -6,10 +6,13 @@ class name, so our tables cannot drift from the definitions that published model
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import IntEnum
 from functools import cache
 
 import numpy as np
+
+from .errors import DrivesimError
 
 
 class Tag(IntEnum):
@@ -128,3 +131,46 @@ def colorize(tags: np.ndarray) -> np.ndarray:
     lut = np.zeros((256, 3), np.uint8)
     lut[:NUM_TAGS] = CARLA_PALETTE
     return lut[tags]
+
+
+@cache
+def cityscapes_palette() -> np.ndarray:
+    """(256 3) uint8 LUT: Cityscapes label id -> its colour in `_gtFine_color.png` (from
+    cityscapesscripts); ids without a label are black."""
+    from cityscapesscripts.helpers.labels import labels
+
+    lut = np.zeros((256, 3), np.uint8)
+    for label in labels:
+        if 0 <= label.id < 256:
+            lut[label.id] = label.color
+    lut.flags.writeable = False
+    return lut
+
+
+# ----- label spaces a model may take ----------------------------------------------------------
+LABEL_MODES = ("train_ids", "cityscapes_ids", "carla", "color", "carla_color")
+
+
+def check_label_mode(mode: str, valid: Sequence[str] = LABEL_MODES) -> str:
+    if mode not in valid:
+        raise DrivesimError(f"unknown label mode '{mode}'; valid: {', '.join(valid)}")
+    return mode
+
+
+def map_labels(tags: np.ndarray, mode: str, road_line_as_road: bool = True) -> np.ndarray:
+    """CARLA tags (`... h w` uint8) -> the label space a model needs.
+
+    `train_ids`: Cityscapes train ids (0..18, 255 ignore); `cityscapes_ids`: label ids (0..33);
+    `carla`: the tags unchanged; `color`: `... h w 3` Cityscapes colours of the label ids (what
+    `_gtFine_color.png` holds); `carla_color`: `... h w 3` CARLA's palette of the raw tags.
+    """
+    check_label_mode(mode)
+    if mode == "train_ids":
+        return to_train_ids(tags, road_line_as_road)
+    if mode == "cityscapes_ids":
+        return to_cityscapes_ids(tags, road_line_as_road)
+    if mode == "color":
+        return cityscapes_palette()[to_cityscapes_ids(tags, road_line_as_road)]
+    if mode == "carla_color":
+        return colorize(tags)
+    return np.asarray(tags)

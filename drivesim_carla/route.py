@@ -80,3 +80,13 @@ class Route:
 
     def index_at(self, s: float) -> int:
         return int(np.clip(np.searchsorted(self.s, s, side="right") - 1, 0, len(self.s) - 1))
+
+    def command_at(self, s: float, lookahead: float = 10.0) -> RoadOption:
+        """The navigation command at `s` metres along the route: the first turn or lane change
+        within `lookahead` metres (CARLA's RoadOption), else LANEFOLLOW."""
+        i = self.index_at(s)
+        j = int(np.searchsorted(self.s, s + lookahead, side="right"))
+        for w in self.waypoints[i:max(j, i + 1)]:
+            if w.option != RoadOption.LANEFOLLOW:
+                return w.option
+        return RoadOption.LANEFOLLOW

@@ -23,13 +23,12 @@ if TYPE_CHECKING:  # torch loads with the first generator, not with every `drive
     import torch
     from torch import Tensor, nn
 
-    from .training.core.checkpoint import ModelCard
-    from .training.core.inputs import InputSpec
+    from .models.inputs import InputSpec
+    from .models.pretrained import ModelCard
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-MAPPABLE = ("train_ids", "cityscapes_ids", "carla", "color", "carla_color")  # recorders.datasets.map_labels
+MAPPABLE = ("train_ids", "cityscapes_ids", "carla", "color", "carla_color")  # labels.map_labels
 _PROBE_ERRORS = (DrivesimError, RuntimeError, ValueError, IndexError)  # a size the network does not take
 
 
@@ -84,8 +83,8 @@ class GeneratorSynth(Synthesizer):
     """A label-to-image (or image-to-image) generator applied to the primary camera of each frame.
 
     The camera's CARLA tags are mapped into the model's label space through a lookup table made
-    with `recorders.datasets.map_labels`, encoded as `training.core.inputs.encode_input` encodes
-    them for training, and run at the camera's size when the network accepts it, else at the
+    with `labels.map_labels`, encoded as `models.inputs.encode_input` encodes them for training
+    (the same function), and run at the camera's size when the network accepts it, else at the
     nearest size it does (labels resized by nearest neighbour, the image resized back).
     CUDA: inference mode, autocast (bf16 where supported, else fp16), channels_last, optional
     `torch.compile`, pinned host buffers with non-blocking copies. CPU: inference mode, channels_last.
@@ -96,10 +95,12 @@ class GeneratorSynth(Synthesizer):
                  size_hint: tuple[int, int] | None = None):
         import torch
 
+        from .models.devices import autocast_dtype
+
         self.spec, self.name = spec, name
         self.device = torch.device(device)
         self.streams = _streams(spec)
-        self.amp_dtype = _amp_dtype(precision, self.device)
+        self.amp_dtype = autocast_dtype(precision, self.device)
         self.net = net.to(self.device).eval().requires_grad_(False).to(memory_format=torch.channels_last)
         self._run = torch.compile(self.net) if compile else self.net
         self._lut = _label_lut(spec, self.device)
@@ -126,7 +127,7 @@ class GeneratorSynth(Synthesizer):
 
     def _encode(self, cam: CameraData, size: tuple[int, int]) -> Tensor:
         """`1 c H W` float on the device, as training encodes a sample."""
-        from .training.core.inputs import encode_input
+        from .models.inputs import encode_input
 
         if self.spec.kind == "rgb":
             rgb = self._upload("rgb", cam.rgb).permute(2, 0, 1)[None].float().div(127.5).sub(1.0)
@@ -279,7 +280,7 @@ def _label_lut(spec: InputSpec, device: torch.device) -> Tensor | None:
     """CARLA tag (0..255) -> the model's label id (`256` int64) or colour in [-1, 1] (`256 3` float)."""
     import torch
 
-    from .recorders.datasets import map_labels
+    from .labels import map_labels
 
     if spec.kind == "rgb":
         return None
@@ -289,21 +290,9 @@ def _label_lut(spec: InputSpec, device: torch.device) -> Tensor | None:
     return torch.from_numpy(lut.astype(np.int64)).to(device)
 
 
-def _amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    import torch
-
-    if precision not in PRECISIONS:
-        raise DrivesimError(f"unknown precision '{precision}'; valid: {', '.join(PRECISIONS)}")
-    if precision == "auto":
-        if device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-
-
 def input_spec_of(card: ModelCard) -> InputSpec:
     """The InputSpec of a model card, or one clear error if the bridge cannot feed that model."""
-    from .training.core.inputs import InputSpec
+    from .models.inputs import InputSpec
 
     where = card.directory / "config.json"
     kind = card.meta.get("kind")
@@ -325,8 +314,7 @@ def input_spec_of(card: ModelCard) -> InputSpec:
 
 
 def _check_classes(spec: InputSpec, where: Path) -> None:
-    from .labels import NUM_TAGS
-    from .recorders.datasets import map_labels
+    from .labels import NUM_TAGS, map_labels
 
     if spec.label_space in ("color", "carla_color"):
         raise DrivesimError(f"{where}: a one-hot input cannot be in the colour label space '{spec.label_space}'; "
@@ -348,14 +336,13 @@ def load_synthesizer(spec: str, *, device: str = "auto", compile: bool = False,
     if not Path(spec).exists():
         raise DrivesimError(f"synthesizer not found: {spec}; pass --synth none, a training run directory or a "
                             "converted model directory")
-    from .training.core.checkpoint import from_pretrained, read_card
+    from .models.devices import autocast_dtype, resolve_device
+    from .models.pretrained import from_pretrained, read_card
 
     card = read_card(spec)
     input_spec = input_spec_of(card)
-    from .training.core.devices import resolve_device
-
     dev = resolve_device(device)
-    _amp_dtype(precision, dev)  # fail on a bad precision before loading weights
+    autocast_dtype(precision, dev)  # fail on a bad precision before loading weights
     net = from_pretrained(card.directory)
     hint = card.meta.get("size")
     return GeneratorSynth(net, input_spec, name=f"{card.network}@{spec}", device=dev, compile=compile,

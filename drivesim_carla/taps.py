@@ -15,7 +15,7 @@ from .types import CameraSpec, Control, Frame
 class RunInfo:
     """What a tap learns when an episode starts."""
 
-    world: str  # "embedded" | "carla"
+    world: str  # a world backend's name: "embedded", "carla", ...
     map_name: str
     seed: int
     fps: float  # simulation ticks per simulated second
@@ -35,7 +35,7 @@ class Step:
 
     frame: Frame
     agent_view: np.ndarray  # h w 3 uint8: the image the agent saw (synthesizer output)
-    control: Control  # the control the agent chose from this frame
+    control: Control | None  # the driver's choice from this frame (None: the loop is driven from outside)
     synth_ms: float  # synthesizer latency for this frame
     loop_fps: float  # smoothed wall-clock loop rate
     manual: bool = False  # a person has the wheel

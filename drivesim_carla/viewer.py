@@ -320,7 +320,8 @@ class Viewer:
 
     # ------------------------------------------------------------------ HUD
     def _draw_hud(self, canvas: _Canvas, step: Step) -> None:
-        f, ego, ctl = step.frame, step.frame.ego, step.control
+        f, ego = step.frame, step.frame.ego
+        ctl = step.control if step.control is not None else ego.control
         size = self._font_size()
         lh = self._font(size).get_linesize()
         strip = canvas.array[: 2 * lh + 6]

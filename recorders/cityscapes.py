@@ -20,7 +20,6 @@ from torch.utils.data import Dataset
 from .. import labels as L
 from ..errors import DrivesimError
 from .datasets import Augment, Seeded, check_label_mode, image_tensor, label_tensor, read_rgb
-from .export import cityscapes_palette
 
 CITYSCAPES_LABEL_MODES = ("train_ids", "cityscapes_ids", "color")
 _NAME = re.compile(r"^(?P<city>[^_]+)_(?P<seq>\d+)_(?P<frame>\d+)_leftImg8bit\.png$")
@@ -32,7 +31,7 @@ def map_cityscapes_ids(ids: np.ndarray, mode: str) -> np.ndarray:
     if mode == "train_ids":
         return L.cityscapes_id_to_train_id()[ids]
     if mode == "color":
-        return cityscapes_palette()[ids]
+        return L.cityscapes_palette()[ids]
     return ids
 
 

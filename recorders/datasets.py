@@ -19,44 +19,17 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .. import labels as L
 from ..errors import DrivesimError
-from .export import cityscapes_palette
+from ..labels import LABEL_MODES, check_label_mode, map_labels  # noqa: F401  (recorders.map_labels)
 from .session import Sample, Session
 
 log = logging.getLogger(__name__)
 
-LABEL_MODES = ("train_ids", "cityscapes_ids", "carla", "color", "carla_color")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SESSION_SUFFIXES = (".h5", ".hdf5")
 
 
-# ----- labels --------------------------------------------------------------------------------
-def check_label_mode(mode: str, valid: Sequence[str] = LABEL_MODES) -> str:
-    if mode not in valid:
-        raise DrivesimError(f"unknown label mode '{mode}'; valid: {', '.join(valid)}")
-    return mode
-
-
-def map_labels(tags: np.ndarray, mode: str, road_line_as_road: bool = True) -> np.ndarray:
-    """CARLA tags (`... h w` uint8) -> the label space a model needs.
-
-    `train_ids`: Cityscapes train ids (0..18, 255 ignore); `cityscapes_ids`: label ids (0..33);
-    `carla`: the tags unchanged; `color`: `... h w 3` Cityscapes colours of the label ids (what
-    `_gtFine_color.png` holds); `carla_color`: `... h w 3` CARLA's palette of the raw tags.
-    """
-    check_label_mode(mode)
-    if mode == "train_ids":
-        return L.to_train_ids(tags, road_line_as_road)
-    if mode == "cityscapes_ids":
-        return L.to_cityscapes_ids(tags, road_line_as_road)
-    if mode == "color":
-        return cityscapes_palette()[L.to_cityscapes_ids(tags, road_line_as_road)]
-    if mode == "carla_color":
-        return L.colorize(tags)
-    return np.asarray(tags)
-
-
+# ----- tensors -------------------------------------------------------------------------------
 def image_tensor(x: np.ndarray) -> torch.Tensor:
     """`... h w 3` uint8 -> `... 3 h w` float32 in [-1, 1]."""
     t = torch.from_numpy(np.ascontiguousarray(x)).movedim(-1, -3)

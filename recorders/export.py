@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import tempfile
-from functools import cache
 from pathlib import Path
 
 import cv2
@@ -28,20 +27,6 @@ log = logging.getLogger(__name__)
 _CITY = re.compile(r"^[A-Za-z0-9-]+$")  # Cityscapes names split on "_"
 _SPLIT = re.compile(r"^[A-Za-z0-9_-]+$")
 _BATCH = 32  # frames read per HDF5 call
-
-
-@cache
-def cityscapes_palette() -> np.ndarray:
-    """(256 3) uint8 LUT: Cityscapes label id -> its colour in `_gtFine_color.png` (from
-    cityscapesscripts); ids without a label are black."""
-    from cityscapesscripts.helpers.labels import labels
-
-    lut = np.zeros((256, 3), np.uint8)
-    for label in labels:
-        if 0 <= label.id < 256:
-            lut[label.id] = label.color
-    lut.flags.writeable = False
-    return lut
 
 
 def export_cityscapes(session_path: str | Path, out_dir: str | Path, *, camera: str | None = None,
@@ -127,7 +112,7 @@ def cityscapes_images(rgb: np.ndarray, semantic: np.ndarray, instance: np.ndarra
     ids = L.to_cityscapes_ids(semantic, road_line_as_road)
     out = {"leftImg8bit": cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), "gtFine_labelIds": ids,
            "gtFine_trainIds": L.cityscapes_id_to_train_id()[ids],
-           "gtFine_color": cv2.cvtColor(cityscapes_palette()[ids], cv2.COLOR_RGB2BGR)}
+           "gtFine_color": cv2.cvtColor(L.cityscapes_palette()[ids], cv2.COLOR_RGB2BGR)}
     if instance is not None:
         out["gtFine_instanceIds"] = to_cityscapes_instance_ids(ids, instance)
     return out

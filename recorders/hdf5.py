@@ -57,7 +57,10 @@ def _stream_shape(spec: CameraSpec, stream: str) -> tuple[int, ...]:
     return {"rgb": (*hw, 3), "flow": (*hw, 2)}.get(stream, hw)
 
 
-def _control_row(c: Control) -> tuple[float, ...]:
+def _control_row(c: Control | None) -> tuple[float, ...]:
+    """A control as a table row; NaN when no driver chose one (a loop stepped from outside)."""
+    if c is None:
+        return (float("nan"),) * 5
     return (c.throttle, c.steer, c.brake, float(c.hand_brake), float(c.reverse))
 
 
@@ -66,7 +69,7 @@ class _Item:
     """One frame's rows, as the writer thread needs them."""
 
     frame: Frame
-    control: Control
+    control: Control | None
 
 
 class Recorder:

@@ -6,19 +6,16 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
+from ..configs import Strict, read_yaml_mapping, validate
 from ..errors import DrivesimError
 from ..types import STREAMS, CameraSpec, Transform
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class MountSpec(_Strict):
+class MountSpec(Strict):
     x: float = 1.5
     y: float = 0.0
     z: float = 1.7
@@ -27,7 +24,7 @@ class MountSpec(_Strict):
     roll: float = 0.0
 
 
-class CameraConfig(_Strict):
+class CameraConfig(Strict):
     name: str = "front"
     width: int = Field(512, ge=16, le=8192)
     height: int = Field(256, ge=16, le=8192)
@@ -46,7 +43,7 @@ class CameraConfig(_Strict):
         )
 
 
-class TownConfig(_Strict):
+class TownConfig(Strict):
     seed: int | None = None  # None: the run's seed
     blocks: tuple[int, int] = (3, 3)
 
@@ -58,19 +55,19 @@ class TownConfig(_Strict):
         return v
 
 
-class TrafficConfig(_Strict):
+class TrafficConfig(Strict):
     vehicles: int = Field(20, ge=0, le=200)  # moving NPC vehicles
     parked: int = Field(30, ge=0, le=500)
     pedestrians: int = Field(40, ge=0, le=500)
     jaywalkers: float = Field(0.0, ge=0.0, le=1.0)  # share of pedestrians that cross roads
 
 
-class EgoConfig(_Strict):
+class EgoConfig(Strict):
     route_length: float = Field(300.0, gt=10.0, le=5000.0)  # metres of planned route
     target_speed: float = Field(30.0, gt=0.0, le=130.0)  # km/h, the autopilot's cruise speed
 
 
-class Scenario(_Strict):
+class Scenario(Strict):
     name: str = "custom"
     description: str = ""
     town: TownConfig = TownConfig()
@@ -114,29 +111,10 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
         if not path.is_file():
             raise DrivesimError(f"unknown scenario '{text_source}'; built-in scenarios: "
                                 f"{', '.join(builtin_names())} (or pass a YAML file)")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        line = getattr(getattr(e, "problem_mark", None), "line", None)
-        where = f" line {line + 1}" if line is not None else ""
-        raise DrivesimError(f"scenario {path}:{where} is not valid YAML; fix the syntax") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise DrivesimError(f"scenario {path}: expected a mapping of keys at the top level")
+    data = read_yaml_mapping(path, "scenario")
     data.setdefault("name", path.stem)
     return parse_scenario(data, source=str(path))
 
 
 def parse_scenario(data: dict, source: str = "scenario") -> Scenario:
-    try:
-        return Scenario.model_validate(data)
-    except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        if err["type"] == "extra_forbidden":
-            msg = f"unknown key '{loc}'"
-        else:
-            msg = f"{loc}: {err['msg']}"
-        more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
-        raise DrivesimError(f"{source}: {msg}{more}") from None
+    return validate(Scenario, data, source)

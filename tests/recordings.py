@@ -8,12 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from drivesim_carla.agents import make_agent
-from drivesim_carla.loop import ClosedLoop
-from drivesim_carla.recorders.hdf5 import Recorder
-from drivesim_carla.scenarios import load_scenario
-from drivesim_carla.synth import load_synthesizer
-from drivesim_carla.world import make_world
+from drivesim_carla.episode import EpisodeConfig, assemble
 
 _CACHE: dict[tuple, Path] = {}
 
@@ -24,10 +19,10 @@ def record(tmp_path_factory, scenario: str, frames: int, seed: int, style: str =
     key = (scenario, frames, seed, style, size)
     if key not in _CACHE:
         path = tmp_path_factory.mktemp("recordings") / f"{scenario}_seed{seed}_{style}.h5"
-        spec = load_scenario(scenario)
-        world = make_world("embedded", spec, seed, cameras=spec.camera_specs(*size), style=style)
-        loop = ClosedLoop(world, make_agent("autopilot"), load_synthesizer("none"), taps=[Recorder(path)])
-        loop.run(frames, seed=seed, info={"scenario_text": spec.to_yaml()})
+        config = EpisodeConfig(scenario=scenario, seed=seed, frames=frames, style=style, width=size[0],
+                               height=size[1], outputs={"record": path})
+        with assemble(config) as episode:
+            episode.run()
         _CACHE[key] = path
     return _CACHE[key]
 

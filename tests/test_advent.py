@@ -16,6 +16,7 @@ from safetensors import safe_open
 
 from drivesim_carla.errors import DrivesimError
 from drivesim_carla.labels import to_train_ids
+from drivesim_carla.models.registry import NETWORKS, resolve
 from drivesim_carla.recorders.datasets import image_tensor, resize_image
 from drivesim_carla.recorders.session import Session
 from drivesim_carla.training import from_pretrained, read_card, save_pretrained
@@ -38,7 +39,7 @@ from drivesim_carla.training.advent.task import (
 )
 from drivesim_carla.training.core.config import load_config
 from drivesim_carla.training.core.data import Sources
-from drivesim_carla.training.core.registry import CONVERTERS, FAMILIES, NETWORKS, resolve
+from drivesim_carla.training.core.registry import CONVERTERS, FAMILIES
 from drivesim_carla.training.core.trainer import Trainer
 
 FIXTURE = Path(__file__).parent / "fixtures" / "advent_reference.safetensors"

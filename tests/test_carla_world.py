@@ -24,7 +24,7 @@ from drivesim_carla.errors import DrivesimError
 from drivesim_carla.route import RoadOption
 from drivesim_carla.scenarios import parse_scenario
 from drivesim_carla.types import CameraSpec, Control
-from drivesim_carla.world.carla_decode import (
+from drivesim_carla.world.carla.decode import (
     decode_depth,
     decode_flow,
     decode_instance,
@@ -34,12 +34,12 @@ from drivesim_carla.world.carla_decode import (
 
 carla = pytest.importorskip("carla")
 
-from drivesim_carla.world.carla_route import attach_signals, plan_route, turn_option  # noqa: E402
-from drivesim_carla.world.carla_world import (  # noqa: E402
+from drivesim_carla.world.carla.backend import (  # noqa: E402
     CarlaWorld,
     marking_name,
     traffic_manager_port,
 )
+from drivesim_carla.world.carla.route import attach_signals, plan_route, turn_option  # noqa: E402
 
 CLIENTS = Path(__file__).parent / "carla_world_clients"
 ALL = ("rgb", "semantic", "depth", "instance", "flow")
@@ -116,7 +116,7 @@ def test_lane_marking_names_match_the_embedded_world():
 # ----- route on a client-side map --------------------------------------------------------------
 @pytest.fixture(scope="module")
 def town():
-    from drivesim_carla.world.town import build_town
+    from drivesim_carla.world.embedded.town import build_town
 
     t = build_town(0, (3, 3))
     return t, carla.Map(t.name, t.network.to_xodr())

@@ -3,8 +3,8 @@ import math
 import numpy as np
 
 from drivesim_carla.types import Control, Transform
-from drivesim_carla.world.collision import obb_overlap
-from drivesim_carla.world.dynamics import MAX_STEER_DEG, WHEELBASE, BicycleState, step_bicycle
+from drivesim_carla.vehicle import MAX_STEER_DEG, WHEELBASE, BicycleState, step_bicycle
+from drivesim_carla.world.embedded.collision import obb_overlap
 
 
 def test_straight_acceleration_then_braking_to_rest():

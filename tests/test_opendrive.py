@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from drivesim_carla.world.opendrive import (
+from drivesim_carla.world.embedded.opendrive import (
     Connection,
     Geometry,
     Junction,

@@ -9,11 +9,12 @@ import torch
 from safetensors import safe_open
 
 from drivesim_carla.errors import DrivesimError
+from drivesim_carla.models.pretrained import check_state_dict, read_card
+from drivesim_carla.models.registry import NETWORKS, resolve
 from drivesim_carla.training import from_pretrained, save_pretrained
-from drivesim_carla.training.core.checkpoint import check_state_dict, read_card
 from drivesim_carla.training.core.config import load_config
 from drivesim_carla.training.core.data import Sources
-from drivesim_carla.training.core.registry import CONVERTERS, FAMILIES, NETWORKS, resolve
+from drivesim_carla.training.core.registry import CONVERTERS, FAMILIES
 from drivesim_carla.training.core.trainer import Trainer
 from drivesim_carla.training.pix2pix.convert import convert
 from drivesim_carla.training.pix2pix.networks import NLayerDiscriminator, UnetGenerator

@@ -49,14 +49,15 @@ class Capture:
 def _loop(seed, taps, scenario="all_streams", size=(128, 64), style="flat"):
     spec = load_scenario(scenario)
     world = make_world("embedded", spec, seed, cameras=spec.camera_specs(*size), style=style)
-    return ClosedLoop(world, make_agent("autopilot"), load_synthesizer("none"), taps=taps), spec
+    info = {"scenario_text": spec.to_yaml()}
+    return ClosedLoop(world, make_agent("autopilot"), load_synthesizer("none"), taps=taps, info=info), spec
 
 
 def test_round_trip_is_exact(tmp_path):
     path = tmp_path / "s.h5"
     cap = Capture()
     loop, spec = _loop(5, [Recorder(path), cap], scenario="all_streams")
-    loop.run(40, seed=5, info={"scenario_text": spec.to_yaml()})
+    loop.run(40, seed=5)
     with h5py.File(path, "r") as f:
         assert f.attrs["complete"] and f.attrs["n_frames"] == 40 and f.attrs["format_version"] == 1
         assert json.loads(f.attrs["cameras"]) == ["front", "rear"]

@@ -12,13 +12,14 @@ from click.testing import CliRunner
 from safetensors import safe_open
 
 from drivesim_carla.errors import DrivesimError
+from drivesim_carla.models.pretrained import read_card
+from drivesim_carla.models.registry import NETWORKS, resolve
 from drivesim_carla.scenarios import load_scenario
 from drivesim_carla.synth import GeneratorSynth, load_synthesizer
 from drivesim_carla.training import from_pretrained, save_pretrained
-from drivesim_carla.training.core.checkpoint import read_card
 from drivesim_carla.training.core.config import load_config
 from drivesim_carla.training.core.data import Sources
-from drivesim_carla.training.core.registry import CONVERTERS, FAMILIES, NETWORKS, resolve
+from drivesim_carla.training.core.registry import CONVERTERS, FAMILIES
 from drivesim_carla.training.core.trainer import Trainer, load_run_config
 from drivesim_carla.training.pix2pix.networks import NLayerDiscriminator, UnetGenerator
 from drivesim_carla.training.recycle.convert import convert, infer_config

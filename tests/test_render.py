@@ -7,13 +7,13 @@ import math
 
 import numpy as np
 import pytest
+from render_demo import demo_scene
 
 from drivesim_carla.errors import DrivesimError
 from drivesim_carla.labels import Tag
 from drivesim_carla.types import CameraSpec, Transform
-from drivesim_carla.world.render import STYLES, WEATHERS, Motion, Renderer
-from drivesim_carla.world.render.demo import demo_scene
-from drivesim_carla.world.scene import GROUND_TAG, Boxes, Ground, GroundMap, Light, Material
+from drivesim_carla.world.embedded.render import STYLES, WEATHERS, Motion, Renderer
+from drivesim_carla.world.embedded.scene import GROUND_TAG, Boxes, Ground, GroundMap, Light, Material
 
 ALL = ("rgb", "semantic", "depth", "instance", "flow")
 SKY = int(Tag.SKY)

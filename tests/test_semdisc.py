@@ -11,10 +11,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from drivesim_carla.errors import DrivesimError
-from drivesim_carla.training.core.checkpoint import from_pretrained, read_card, save_pretrained
+from drivesim_carla.models.inputs import InputSpec, encode_input
+from drivesim_carla.models.pretrained import from_pretrained, read_card, save_pretrained
+from drivesim_carla.models.registry import NETWORKS, resolve
 from drivesim_carla.training.core.config import load_config
-from drivesim_carla.training.core.inputs import InputSpec, encode_input
-from drivesim_carla.training.core.registry import CONVERTERS, FAMILIES, NETWORKS, resolve
+from drivesim_carla.training.core.registry import CONVERTERS, FAMILIES
 from drivesim_carla.training.semdisc.convert import convert
 from drivesim_carla.training.semdisc.discriminator import SemDiscDiscriminator
 from drivesim_carla.training.semdisc.losses import (

@@ -29,7 +29,7 @@ from drivesim_carla.serve.simulation import Simulation
 from drivesim_carla.serve.weather import PRESETS, carla_weather, embedded_weather
 from drivesim_carla.types import CameraData, CameraSpec, Control, Transform
 from drivesim_carla.world.embedded import EmbeddedWorld
-from drivesim_carla.world.town import build_town
+from drivesim_carla.world.embedded.town import build_town
 
 pytest.importorskip("carla")
 

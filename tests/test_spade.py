@@ -11,11 +11,12 @@ from safetensors.torch import load_file
 from torch.nn.utils import parametrize
 
 from drivesim_carla.errors import DrivesimError
-from drivesim_carla.training.core.checkpoint import from_pretrained, read_card, save_pretrained
+from drivesim_carla.models.inputs import InputSpec, encode_input
+from drivesim_carla.models.pretrained import from_pretrained, read_card, save_pretrained
+from drivesim_carla.models.registry import NETWORKS, resolve
 from drivesim_carla.training.core.config import load_config
-from drivesim_carla.training.core.inputs import InputSpec, encode_input
 from drivesim_carla.training.core.losses import kld_loss
-from drivesim_carla.training.core.registry import CONVERTERS, FAMILIES, NETWORKS, resolve
+from drivesim_carla.training.core.registry import CONVERTERS, FAMILIES
 from drivesim_carla.training.spade.convert import convert
 from drivesim_carla.training.spade.discriminators import MultiscaleDiscriminator
 from drivesim_carla.training.spade.generators import ASAPNetGenerator, Pix2PixHDGenerator, SPADEGenerator

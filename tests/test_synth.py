@@ -11,11 +11,12 @@ import pytest
 import torch
 
 from drivesim_carla.errors import DrivesimError
-from drivesim_carla.recorders.datasets import image_tensor, label_tensor, map_labels, resize_nearest
+from drivesim_carla.labels import map_labels
+from drivesim_carla.models.inputs import InputSpec, encode_input
+from drivesim_carla.models.pretrained import save_pretrained
+from drivesim_carla.recorders.datasets import image_tensor, label_tensor, resize_nearest
 from drivesim_carla.scenarios import load_scenario
 from drivesim_carla.synth import GeneratorSynth, WorldRender, load_synthesizer
-from drivesim_carla.training.core.checkpoint import save_pretrained
-from drivesim_carla.training.core.inputs import InputSpec, encode_input
 from drivesim_carla.types import CameraSpec
 from drivesim_carla.world import make_world
 

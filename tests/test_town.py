@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from drivesim_carla.labels import Tag
-from drivesim_carla.world import town as town_mod
-from drivesim_carla.world.scene import DRIVABLE, Boxes, Ground, Town
-from drivesim_carla.world.town import build_town
+from drivesim_carla.world.embedded import town as town_mod
+from drivesim_carla.world.embedded.scene import DRIVABLE, Boxes, Ground, Town
+from drivesim_carla.world.embedded.town import build_town
 
 SEED = 0
 

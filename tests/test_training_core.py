@@ -11,10 +11,11 @@ import torch.nn.functional as F
 from toy_task import ToyConfig, ToyGenerator
 
 from drivesim_carla.errors import DrivesimError
+from drivesim_carla.models.inputs import InputSpec, encode_input, instance_edges
+from drivesim_carla.models.pretrained import read_card
 from drivesim_carla.training import from_pretrained, save_pretrained
-from drivesim_carla.training.core.checkpoint import load_reference_checkpoint, read_card
+from drivesim_carla.training.core.checkpoint import load_reference_checkpoint
 from drivesim_carla.training.core.config import load_config, parse_overrides
-from drivesim_carla.training.core.inputs import InputSpec, encode_input, instance_edges
 from drivesim_carla.training.core.losses import GANLoss, VGGLoss, feature_matching_loss, kld_loss
 
 

@@ -9,8 +9,8 @@ from drivesim_carla.errors import DrivesimError
 from drivesim_carla.labels import Tag
 from drivesim_carla.scenarios import load_scenario, parse_scenario
 from drivesim_carla.types import CameraSpec, Control
+from drivesim_carla.vehicle import BicycleState
 from drivesim_carla.world import make_world
-from drivesim_carla.world.dynamics import BicycleState
 
 SMALL = [CameraSpec("front", 128, 64, 90.0, streams=("rgb", "semantic", "depth", "instance", "flow"))]
 

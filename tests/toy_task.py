@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from drivesim_carla.models.inputs import InputSpec
+from drivesim_carla.models.registry import NETWORKS
 from drivesim_carla.training.core.config import TrainConfig
-from drivesim_carla.training.core.inputs import InputSpec
 from drivesim_carla.training.core.losses import GANLoss
-from drivesim_carla.training.core.registry import NETWORKS
 from drivesim_carla.training.core.task import Task
 
 NETWORKS.setdefault("toy.Generator", "toy_task:ToyGenerator")

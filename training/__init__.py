@@ -8,12 +8,12 @@ Importing this package is cheap: torch loads with the first name used from it.
 
 from importlib import import_module
 
-_LAZY = {"from_pretrained": "core.checkpoint", "save_pretrained": "core.checkpoint", "read_card": "core.checkpoint"}
+_LAZY = {name: "models.pretrained" for name in ("from_pretrained", "save_pretrained", "read_card")}
 
 
 def __getattr__(name: str):
     if name in _LAZY:
-        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        return getattr(import_module(f"drivesim_carla.{_LAZY[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -36,9 +36,10 @@ def train(family: str, data: tuple[Path, ...], cityscapes: Path | None, target: 
           gta5: Path | None, config_path: Path | None,
           overrides: tuple[str, ...], out: Path, resume: bool, quiet: bool) -> None:
     """Train a model family (pix2pix, spade, semdisc, advent, recycle, cyclegan)."""
+    from ..models.registry import resolve
     from .core.config import load_config, parse_overrides
     from .core.data import Sources
-    from .core.registry import FAMILIES, resolve
+    from .core.registry import FAMILIES
     from .core.trainer import Trainer, load_run_config
 
     task_cls = resolve(FAMILIES, family, "model family")
@@ -80,8 +81,10 @@ def train(family: str, data: tuple[Path, ...], cityscapes: Path | None, target: 
 @click.option("--overwrite", is_flag=True, help="Replace an existing model directory.")
 def convert(family: str, source: Path, out: Path, preset: str | None, overwrite: bool) -> None:
     """Convert a reference implementation's .pth checkpoint into a drivesim model directory."""
-    from .core.checkpoint import CONFIG_NAME, from_pretrained, load_reference_checkpoint, save_pretrained
-    from .core.registry import CONVERTERS, resolve
+    from ..models.pretrained import CONFIG_NAME, from_pretrained, save_pretrained
+    from ..models.registry import resolve
+    from .core.checkpoint import load_reference_checkpoint
+    from .core.registry import CONVERTERS
 
     converter = resolve(CONVERTERS, family, "checkpoint family")
     if out.exists() and any(out.iterdir()) and not overwrite:

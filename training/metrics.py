@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import DrivesimError
+from ..models.devices import resolve_device
 from ..recorders.datasets import ImageSource, SessionImages, image_source
-from .core.devices import resolve_device
 
 log = logging.getLogger(__name__)
 

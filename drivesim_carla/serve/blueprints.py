@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from ..labels import Tag
-from ..world.traffic import PAINT, VEHICLE_TYPES
+from ..world.embedded.traffic import PAINT, VEHICLE_TYPES
 from .protocol import BadArgument, Description
 
 

@@ -19,8 +19,8 @@ import numpy as np
 from ..errors import DrivesimError
 from ..scenarios import Scenario
 from ..types import STREAMS, CameraSpec, Control, Frame, Transform
-from ..world.dynamics import BicycleState
-from ..world.embedded import EGO_HALF
+from ..vehicle import BicycleState
+from ..world.embedded.backend import EGO_HALF
 from . import payloads
 from .blueprints import LIBRARY, PACKED, Blueprint, resolve
 from .protocol import BadArgument, Description, EpisodeSettings, pack_token, pack_transform, token

@@ -15,8 +15,8 @@ import numpy as np
 
 from ..labels import Tag
 from ..types import Control
-from ..world.embedded import PEDESTRIAN_HALF
-from ..world.traffic import FIRST_ACTOR_ID, MAX_GREEN, YELLOW
+from ..world.embedded.backend import PEDESTRIAN_HALF
+from ..world.embedded.traffic import FIRST_ACTOR_ID, MAX_GREEN, YELLOW
 from .blueprints import BY_ID, LIBRARY, NPC_TYPE
 from .payloads import ACTOR_STATE, TRAFFIC_LIGHT_DATA, VEHICLE_DATA
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..types import CameraData, CameraSpec, Control, Frame, Transform
-from ..world.collision import obb_overlap
-from ..world.dynamics import BicycleState, step_bicycle
-from ..world.embedded import EGO_HALF, EmbeddedWorld, Scene, _matrix
-from ..world.scene import Boxes
-from ..world.traffic import vehicle_boxes
+from ..vehicle import BicycleState, step_bicycle
+from ..world.embedded.backend import EGO_HALF, EmbeddedWorld, Scene, _matrix
+from ..world.embedded.collision import obb_overlap
+from ..world.embedded.scene import Boxes
+from ..world.embedded.traffic import vehicle_boxes
 
 PARKED = 1.0e6  # metres along x and y: where the ego waits while no client drives it
 CLIENT_INSTANCE = 50_000_000  # render instance id of a client vehicle: this + its actor id

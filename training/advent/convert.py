@@ -26,8 +26,9 @@ import re
 import torch
 
 from ...errors import DrivesimError
-from ..core.checkpoint import Converted, check_state_dict
-from ..core.inputs import InputSpec
+from ...models.inputs import InputSpec
+from ...models.pretrained import check_state_dict
+from ..core.checkpoint import Converted
 from .networks import ASPP_DILATIONS, BACKBONES, NORMALIZATIONS, NUM_CLASSES, DeepLabV2, EntropyDiscriminator
 
 log = logging.getLogger(__name__)

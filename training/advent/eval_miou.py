@@ -31,32 +31,13 @@ from typing import TYPE_CHECKING
 import click
 
 from ...errors import DrivesimError
+from ...models.segmenter import NUM_CLASSES, load_segmenter
 
 if TYPE_CHECKING:  # torch loads when a command runs, not when the CLI starts
-    import torch
 
     from .metrics import SegmentationScores
-    from .networks import DeepLabV2
 
 log = logging.getLogger(__name__)
-NUM_CLASSES = 19  # the Cityscapes train ids, as networks.NUM_CLASSES (imported lazily: it loads torch)
-
-
-def load_segmenter(model: str | Path, device: str | torch.device = "cpu") -> tuple[DeepLabV2, dict]:
-    """(a trained segmenter in eval mode, its model card's meta) from a run or model directory."""
-    from ..core.checkpoint import from_pretrained, read_card
-
-    card = read_card(model)
-    kind = card.meta.get("kind")
-    if card.network != "advent.DeepLabV2" or kind not in (None, "segmenter"):
-        what = "an ImageNet initialisation" if kind == "backbone_init" else f"a {card.network}"
-        raise DrivesimError(f"{model}: {what}, not a trained segmenter; give a `drivesim train advent` run "
-                            "or a `drivesim convert advent` output of a trained model")
-    if card.config.get("num_classes") != NUM_CLASSES:
-        raise DrivesimError(f"{model}: the segmenter predicts {card.config.get('num_classes')} classes; the labels "
-                            f"here are the {NUM_CLASSES} Cityscapes train ids")
-    net = from_pretrained(card.directory, device=device)
-    return net, card.meta
 
 
 def labelled_frames(data: str | Path, camera: str | None = None):

@@ -38,10 +38,10 @@ from torch import Tensor, nn
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
 from ...errors import DrivesimError
+from ...models.inputs import InputSpec
 from ..core.config import TrainConfig
 from ..core.data import Sources
 from ..core.data import set_epoch as _set_epoch
-from ..core.inputs import InputSpec
 from ..core.task import Task
 from .metrics import IGNORE, SegmentationScores, class_names, colorize_train_ids, confusion_matrix
 from .networks import NORMALIZATIONS, NUM_CLASSES, DeepLabV2, EntropyDiscriminator, load_imagenet_backbone, upsample
@@ -114,7 +114,7 @@ class AdventConfig(TrainConfig):
         """caffe for the reference's .pth files; a drivesim segmenter's own."""
         if not Path(self.init_checkpoint).is_dir():
             return "caffe"
-        from ..core.checkpoint import read_card
+        from ...models.pretrained import read_card
 
         return read_card(self.init_checkpoint).config.get("normalization", "imagenet")
 
@@ -358,7 +358,8 @@ def segmenter_meta(net: DeepLabV2, config: AdventConfig | None = None,
 def load_init_checkpoint(net: DeepLabV2, path: str | Path) -> None:
     """Initialise from an ADVENT checkpoint (the ImageNet init: backbone only; a trained model: all) or a
     drivesim segmenter's run or model directory (all)."""
-    from ..core.checkpoint import WEIGHTS_NAME, load_reference_checkpoint, load_weights, read_card
+    from ...models.pretrained import WEIGHTS_NAME, load_weights, read_card
+    from ..core.checkpoint import load_reference_checkpoint
     from .convert import convert
 
     if Path(path).is_dir():

@@ -18,8 +18,8 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from ...errors import DrivesimError
+from ...models.inputs import InputSpec
 from .config import TrainConfig
-from .inputs import InputSpec
 
 log = logging.getLogger(__name__)
 

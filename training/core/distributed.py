@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .devices import resolve_device
+from ...models.devices import resolve_device
 
 
 @dataclass(frozen=True)

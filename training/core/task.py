@@ -17,9 +17,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from ...models.inputs import InputSpec, encode_input
 from .config import TrainConfig
 from .data import Sources, paired_datasets
-from .inputs import InputSpec, encode_input
 
 
 class Task(nn.Module):
@@ -104,7 +104,8 @@ class Task(nn.Module):
         if label.ndim == 4:
             shown = label
         else:
-            from ...recorders.datasets import image_tensor, map_labels
+            from ...labels import map_labels
+            from ...recorders.datasets import image_tensor
 
             spec = self.input_spec(self.config)
             tags_like = label.clamp(0, 255).to(torch.uint8).cpu().numpy()
@@ -120,8 +121,7 @@ def _colour(ids, label_space: str, map_labels):
     """Label ids in `label_space` -> colours, for display only."""
     import numpy as np
 
-    from ...labels import colorize
-    from ...recorders.export import cityscapes_palette
+    from ...labels import cityscapes_palette, colorize
 
     if label_space == "cityscapes_ids":
         return cityscapes_palette()[ids]

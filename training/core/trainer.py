@@ -32,8 +32,8 @@ import yaml
 from safetensors.torch import save_file
 
 from ...errors import DrivesimError
+from ...models.pretrained import load_weights, save_pretrained
 from . import distributed as D
-from .checkpoint import load_weights, save_pretrained
 from .config import TrainConfig, load_config
 from .data import Sources, eval_loader, steps_per_epoch, to_device, train_loader
 from .task import Task

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 import torch
 
 from ...errors import DrivesimError
-from ..core.checkpoint import Converted, check_state_dict
-from ..core.inputs import InputSpec
+from ...models.inputs import InputSpec
+from ...models.pretrained import check_state_dict
+from ..core.checkpoint import Converted
 from .networks import UnetGenerator
 
 log = logging.getLogger(__name__)

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
+from ...models.inputs import InputSpec
 from ..core.config import TrainConfig
-from ..core.inputs import InputSpec
 from ..core.losses import GANLoss, VGGLoss
 from ..core.task import Task
 from .networks import NLayerDiscriminator, UnetGenerator, init_weights

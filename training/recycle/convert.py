@@ -23,8 +23,9 @@ from dataclasses import dataclass
 import torch
 
 from ...errors import DrivesimError
-from ..core.checkpoint import Converted, check_state_dict
-from ..core.inputs import InputSpec
+from ...models.inputs import InputSpec
+from ...models.pretrained import check_state_dict
+from ..core.checkpoint import Converted
 from ..pix2pix.convert import normalize_norm_stats
 from .networks import ResnetGenerator
 

@@ -42,9 +42,9 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from ...errors import DrivesimError
+from ...models.inputs import InputSpec
 from ..core.config import TrainConfig
 from ..core.data import Sources, split_tail
-from ..core.inputs import InputSpec
 from ..core.losses import GANLoss, vgg19_features
 from ..core.task import Task
 from ..pix2pix.networks import NLayerDiscriminator, init_weights

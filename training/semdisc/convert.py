@@ -14,8 +14,9 @@ import re
 from torch import Tensor
 
 from ...errors import DrivesimError
-from ..core.checkpoint import Converted, check_state_dict
-from ..core.inputs import InputSpec
+from ...models.inputs import InputSpec
+from ...models.pretrained import check_state_dict
+from ..core.checkpoint import Converted
 from ..spade.normalization import rename_reference_spectral
 from .discriminator import REC_CHANNELS, SemDiscDiscriminator
 

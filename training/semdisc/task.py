@@ -20,7 +20,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from ...errors import DrivesimError
-from ..core.inputs import InputSpec, encode_input
+from ...models.inputs import InputSpec, encode_input
 from ..spade.normalization import init_weights
 from ..spade.task import SPADEConfig, SPADETask
 from .discriminator import SemDiscDiscriminator, SemDiscOutput

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from ...errors import DrivesimError
-from ..core.checkpoint import Converted, check_state_dict
-from ..core.inputs import InputSpec
+from ...models.inputs import InputSpec
+from ...models.pretrained import check_state_dict
+from ..core.checkpoint import Converted
 from .discriminators import MultiscaleDiscriminator
 from .encoder import ConvEncoder
 from .generators import NUM_UP, ASAPNetGenerator, Pix2PixHDGenerator, SPADEGenerator
@@ -48,7 +49,7 @@ class Preset:
     def input(self) -> dict:
         spec = InputSpec(kind="onehot", label_space="cityscapes_ids", num_classes=self.label_nc,
                          dontcare=self.dontcare, instance_edges=self.instance)
-        # ADE20K and COCO-Stuff label spaces are not (yet) in core.inputs.LABEL_SPACES: written as is
+        # ADE20K and COCO-Stuff label spaces are not (yet) in models.inputs.LABEL_SPACES: written as is
         return {**spec.to_dict(), "label_space": self.label_space}
 
 

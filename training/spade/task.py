@@ -23,8 +23,8 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
+from ...models.inputs import InputSpec
 from ..core.config import TrainConfig
-from ..core.inputs import InputSpec
 from ..core.losses import GANLoss, VGGLoss, feature_matching_loss, kld_loss
 from ..core.task import Task
 from .discriminators import MultiscaleDiscriminator

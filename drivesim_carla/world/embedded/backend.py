@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import DrivesimError
-from ..route import RoadOption, Route, Waypoint
-from ..scenarios import Scenario
-from ..types import (
+from ...errors import DrivesimError
+from ...route import RoadOption, Route, Waypoint
+from ...scenarios import Scenario
+from ...types import (
     ActorState,
     CameraData,
     CameraSpec,
@@ -22,9 +22,9 @@ from ..types import (
     TrafficLightState,
     Transform,
 )
-from .base import World
+from ...vehicle import MASS, BicycleState, step_bicycle
+from ..base import World
 from .collision import obb_overlap
-from .dynamics import MASS, BicycleState, step_bicycle
 from .scene import DRIVABLE, Boxes, Ground, Town
 from .traffic import FIRST_ACTOR_ID, LaneGraph, Traffic
 

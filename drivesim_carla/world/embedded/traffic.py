@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..labels import Tag
+from ...labels import Tag
+from ...vehicle import IDM_DECEL, idm
 from .scene import Boxes, Ground, LaneSegment, Material, SignalSpec, Town
 
 FIRST_ACTOR_ID = 100_000
@@ -25,8 +26,6 @@ PAINT = np.array([(200, 30, 30), (30, 60, 160), (220, 220, 220), (20, 20, 22), (
 CLOTH = np.array([(40, 40, 60), (150, 30, 30), (30, 90, 150), (200, 200, 190), (60, 80, 40),
                   (120, 80, 50), (25, 25, 25), (180, 120, 160)], np.uint8)
 
-# Intelligent Driver Model parameters
-IDM_ACCEL, IDM_DECEL, IDM_GAP, IDM_HEADWAY = 2.0, 3.0, 3.0, 1.2
 LOOKAHEAD = 45.0  # m of path checked for leaders
 
 # Actuated signal timing (seconds)
@@ -426,17 +425,6 @@ class Traffic:
         out = {v.id: (v.x, v.y, v.yaw) for v in self.vehicles}
         out.update({p.id: (p.x, p.y, p.yaw) for p in self.pedestrians})
         return out
-
-
-def idm(v: float, v0: float, gap: float, lead_v: float, *, a_max: float = IDM_ACCEL,
-        b: float = IDM_DECEL, s0: float = IDM_GAP, headway: float = IDM_HEADWAY,
-        floor: float = -9.0) -> float:
-    """Intelligent Driver Model acceleration towards speed v0 behind a leader `gap` m ahead."""
-    free = 1.0 - (v / max(v0, 0.1)) ** 4
-    if not math.isfinite(gap):
-        return a_max * free
-    s_star = s0 + v * headway + v * (v - lead_v) / (2 * math.sqrt(a_max * b))
-    return max(a_max * (free - (max(s_star, 0.0) / max(gap, 0.1)) ** 2), floor)
 
 
 def box_points(x: float, y: float, yaw: float, half) -> np.ndarray:

@@ -14,7 +14,7 @@ import math
 import cv2
 import numpy as np
 
-from ..labels import Tag
+from ...labels import Tag
 from .opendrive import Road, odr_to_carla
 from .scene import Boxes, Ground, GroundMap, Light, Material
 from .town import (

@@ -1,5 +1,5 @@
 """The embedded world's camera renderer: a software rasterizer (numba, one CPU core) that turns
-the scene (`world.scene`) into CARLA-like rgb, semantic, depth, instance and flow streams, in
+the scene (`world.embedded.scene`) into CARLA-like rgb, semantic, depth, instance and flow streams, in
 several looks (`STYLES`) and weathers (`WEATHERS`)."""
 
 from .flow import Motion

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import DrivesimError
-from ..route import Route
-from ..scenarios import Scenario
-from ..types import (
+from ...errors import DrivesimError
+from ...route import Route
+from ...scenarios import Scenario
+from ...types import (
     ActorState,
     CameraData,
     CameraSpec,
@@ -37,9 +37,9 @@ from ..types import (
     TrafficLightState,
     Transform,
 )
-from .base import World
-from .carla_decode import DECODERS
-from .carla_route import attach_signals, plan_route
+from ..base import World
+from .decode import DECODERS
+from .route import attach_signals, plan_route
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 A grid of four-lane roads (lane markings, crosswalks, stop lines, curbs, sidewalks) around
 grass blocks with buildings, trees, street lamps, traffic lights and signs; cars and pedestrians
-that move along the roads. It is not the embedded world's town (see `world.town`), only enough
+that move along the roads. It is not the embedded world's town (see `world.embedded.town`), only enough
 scene to exercise every path of the renderer.
 """
 
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...labels import Tag
-from ..scene import Boxes, Ground, GroundMap, Light, Material
+from drivesim_carla.labels import Tag
+from drivesim_carla.world.embedded.scene import Boxes, Ground, GroundMap, Light, Material
 
 ROAD_HALF = 7.0  # two 3.5 m lanes each way
 CURB = 0.3

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...errors import DrivesimError
-from ...types import STREAMS, CameraSpec, Transform
+from ....errors import DrivesimError
+from ....types import STREAMS, CameraSpec, Transform
 from ..scene import GROUND_TAG, Boxes, GroundMap, Light, Material
 from . import post, raster
 from .flow import Motion, flow_coefficients, flow_kernel, motion_index

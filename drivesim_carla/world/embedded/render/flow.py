@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
-from ...types import Transform
+from ....types import Transform
 
 
 @dataclass

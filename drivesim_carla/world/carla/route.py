@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..route import RoadOption, Route, Waypoint
+from ...route import RoadOption, Route, Waypoint
 
 STEP = 1.0  # metres between route waypoints
 TURN = 35.0  # degrees of heading change across a junction that make a turn (CARLA's threshold)

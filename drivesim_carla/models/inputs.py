@@ -12,10 +12,10 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from ...errors import DrivesimError
+from ..errors import DrivesimError
 
 KINDS = ("onehot", "color", "rgb")
-# label spaces a generator can be trained in (see recorders.datasets.map_labels)
+# label spaces a generator can be trained in (see labels.map_labels)
 LABEL_SPACES = ("train_ids", "cityscapes_ids", "carla", "color", "carla_color", "ade20k", "coco_stuff")
 
 

@@ -15,7 +15,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from ..labels import Tag
+from ...labels import Tag
 
 
 class Ground(IntEnum):

@@ -1,11 +1,15 @@
-"""Ego vehicle dynamics: a kinematic bicycle model driven by CARLA-style controls."""
+"""The vehicle model every backend and agent shares: constants, a kinematic bicycle driven by
+CARLA-style controls, and the Intelligent Driver Model (IDM) for keeping distance.
+
+Nothing here depends on a world backend, so the autopilot drives the same on the embedded world,
+on CARLA and in a learned world."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from ..types import Control
+from .types import Control
 
 WHEELBASE = 2.9  # m
 REAR_TO_CG = 1.45  # m, centre of the vehicle to the rear axle
@@ -18,6 +22,9 @@ DRAG = 0.0012  # 1/m: aerodynamic deceleration per (m/s)^2
 ROLLING = 0.15  # m/s^2
 MAX_REVERSE_SPEED = 4.0  # m/s
 MASS = 1800.0  # kg, for collision impulses
+
+# Intelligent Driver Model defaults (traffic); the autopilot passes its own
+IDM_ACCEL, IDM_DECEL, IDM_GAP, IDM_HEADWAY = 2.0, 3.0, 3.0, 1.2
 
 
 @dataclass
@@ -49,3 +56,14 @@ def step_bicycle(s: BicycleState, c: Control, dt: float) -> BicycleState:
     x = s.x + v * math.cos(yaw + beta) * dt
     y = s.y + v * math.sin(yaw + beta) * dt
     return BicycleState(x, y, math.atan2(math.sin(yaw), math.cos(yaw)), v)
+
+
+def idm(v: float, v0: float, gap: float, lead_v: float, *, a_max: float = IDM_ACCEL,
+        b: float = IDM_DECEL, s0: float = IDM_GAP, headway: float = IDM_HEADWAY,
+        floor: float = -9.0) -> float:
+    """Intelligent Driver Model acceleration towards speed v0 behind a leader `gap` m ahead."""
+    free = 1.0 - (v / max(v0, 0.1)) ** 4
+    if not math.isfinite(gap):
+        return a_max * free
+    s_star = s0 + v * headway + v * (v - lead_v) / (2 * math.sqrt(a_max * b))
+    return max(a_max * (free - (max(s_star, 0.0) / max(gap, 0.1)) ** 2), floor)
