@@ -24,6 +24,7 @@ from .errors import DrivesimError  # noqa: E402
 from .labels import CARLA_PALETTE, NUM_TAGS  # noqa: E402
 from .taps import RunInfo, Step  # noqa: E402
 from .types import Frame  # noqa: E402
+from .video import VideoWriter, check_video_path  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +80,9 @@ class Viewer:
         self.manual = False
         self.info: RunInfo | None = None
         self.frames_written = 0
-        self._partial: Path | None = None
         if self.video is not None:
-            self._partial = _partial_path(self.video)
-            _check_writable(self.video)
-        self._writer: cv2.VideoWriter | None = None
-        self._video_hw: tuple[int, int] | None = None
-        self._video_bgr: np.ndarray | None = None
+            check_video_path(self.video)
+        self._writer: VideoWriter | None = None
         self._panel_hw: tuple[int, int] | None = None
         self._canvases: dict[str, _Canvas] = {}
         self._last: Step | None = None
@@ -146,15 +143,8 @@ class Viewer:
     def on_close(self) -> None:
         """Finish the video (rename it to its final name) and close the window."""
         if self._writer is not None:
-            self._writer.release()
+            self.frames_written = self._writer.close()
             self._writer = None
-            assert self.video is not None and self._partial is not None
-            if self.frames_written:
-                os.replace(self._partial, self.video)
-                log.info("wrote %d frames to %s", self.frames_written, self.video)
-            else:
-                self._partial.unlink(missing_ok=True)
-                log.warning("no frames were shown; no video written to %s", self.video)
         if self._screen is not None:
             pygame.display.quit()
             self._screen = None
@@ -424,29 +414,16 @@ class Viewer:
     def _open_video(self) -> None:
         if self.video is None or self._writer is not None or self._panel_hw is None:
             return
-        assert self._partial is not None
         h, w = _layout_size(self.layout, *self._panel_hw)
-        h, w = h + h % 2, w + w % 2  # mpeg4 wants even sizes
         fps = float(self.info.fps) if self.info is not None else 20.0
-        writer = cv2.VideoWriter(str(self._partial), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-        if not writer.isOpened():
-            raise DrivesimError(f"cannot write video {self.video}: OpenCV could not open "
-                                f"{self._partial} for mp4v; check the folder is writable or "
-                                "choose another --video path")
-        self._writer, self._video_hw = writer, (h, w)
-        self._video_bgr = np.zeros((h, w, 3), np.uint8)
+        self._writer = VideoWriter(self.video, fps, w, h)
         self.frames_written = 0
-        log.info("recording video to %s (%dx%d @ %.1f fps)", self.video, w, h, fps)
+        log.info("recording video to %s (%dx%d @ %.1f fps, H.264)", self.video, w, h, fps)
 
     def _write_video(self, array: np.ndarray) -> None:
-        assert self._writer is not None and self._video_bgr is not None
-        out = self._video_bgr
-        if array.shape == out.shape:
-            cv2.cvtColor(array, cv2.COLOR_RGB2BGR, dst=out)
-        else:
-            _letterbox(array, out)
-        self._writer.write(out)
-        self.frames_written += 1
+        assert self._writer is not None
+        self._writer.write(array)
+        self.frames_written = self._writer.frames
 
 
 _CAPTIONS = {"rgb": "world RGB", "semantic": "semantic", "agent": "agent view", "depth": "depth"}
@@ -522,31 +499,3 @@ def _depth_lut() -> np.ndarray:
 
 
 _DEPTH_LUT = _depth_lut()
-
-
-def _letterbox(rgb: np.ndarray, out_bgr: np.ndarray) -> None:
-    """Fit an RGB canvas into `out_bgr` (BGR), keeping its aspect; black bars elsewhere."""
-    H, W = out_bgr.shape[:2]
-    h, w = rgb.shape[:2]
-    k = min(H / h, W / w, 1.0)
-    nh, nw = max(1, int(h * k)), max(1, int(w * k))
-    img = rgb if (nh, nw) == (h, w) else cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA)
-    out_bgr[:] = 0
-    y, x = (H - nh) // 2, (W - nw) // 2
-    out_bgr[y:y + nh, x:x + nw] = img[..., ::-1]
-
-
-def _partial_path(video: Path) -> Path:
-    if not video.suffix:
-        raise DrivesimError(f"video path {video} has no extension; use a name such as out.mp4")
-    return video.with_name(f"{video.stem}.partial{video.suffix}")
-
-
-def _check_writable(video: Path) -> None:
-    folder = video.parent if str(video.parent) else Path(".")
-    if not folder.is_dir():
-        raise DrivesimError(f"cannot write video {video}: folder {folder} does not exist; "
-                            "create it or choose another --video path")
-    if not os.access(folder, os.W_OK):
-        raise DrivesimError(f"cannot write video {video}: folder {folder} is not writable; "
-                            "choose another --video path")

@@ -470,3 +470,15 @@ def test_frames_from_the_server_and_cleanup_on_every_exit(serve, mode):
     dv, du_left, du_right = info["flow_road"]  # driving on: the road streams down and outwards
     assert dv > 0.1 and du_left < -0.1 and du_right > 0.1
     _assert_left_as_found(serve, before, info["spawned"])
+
+
+def test_drive_env_steps_a_carla_world_through_drivesim_serve(serve):
+    """The Gymnasium env on `--world carla`: reset, 40 steps, truncated at its frame limit."""
+    before = _state(serve)
+    r = _python("env_client.py", serve, 40)
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout.splitlines()[-1])
+    assert info["shapes"] == {"image": [48, 96, 3], "speed": [1], "command": []} and info["in_space"]
+    assert info["frames"] == 40 and info["ended"] == [False, True]
+    assert info["distance"] > 3.0 and info["reward"] > 1.0 and info["rgb_std"] > 5.0
+    _assert_left_as_found(serve, before)
